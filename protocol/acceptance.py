@@ -1,0 +1,213 @@
+"""The acceptance rule: from a set of result records to each track's best config.
+
+A pure function of the set (order and duplicates don't matter; ties go by hash), so every node
+holding the same records names the same best. The statistics, per track:
+
+- sigma: pooled seed noise from configs with several ok runs, never below the policy's floor.
+- verified: a config with at least ``min_runs`` ok runs from at least ``min_authors`` authors.
+- discovery run: a config's first ok run that is not a replication. It was picked out of many
+  explorations because it looked good (the winner's curse), so it is never evidence for its own
+  config: a config's *evidence* is its other ok runs (all of them for a profile default, and the
+  lone run of a config that has only one).
+- accepted: a default config once verified; any other config once verified, with an accepted
+  parent, and with evidence beating its parent by more than K_ACCEPT standard errors.
+- best: the accepted config with the lowest evidence mean.
+- candidate: an unverified config whose runs beat the best by more than K_CANDIDATE standard
+  errors; verifiers re-run these first. Screening is deliberately lenient and acceptance strict:
+  bench/acceptance.py shows the pair keeps false promotions under 1% while finding a real
+  3-sigma gain within 4 runs more than 90% of the time.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from protocol.config import ROOTS
+from protocol.policy import Policy
+from protocol.records import Record
+from protocol.track import Track
+
+K_CANDIDATE = 1.0
+K_ACCEPT = 2.0
+UBPB = 1_000_000  # micro-bits per byte in one bit per byte
+
+
+@dataclass(frozen=True)
+class Run:
+    """The fields of a result record that the rule reads."""
+
+    id: bytes
+    ts_ms: int
+    author: str
+    track: Track
+    config: str
+    parent: str
+    diff: Mapping[str, Any]
+    outcome: str
+    val_bpb_ubpb: int | None
+    replicates: bytes | None
+
+    @classmethod
+    def from_record(cls, record: Record) -> "Run":
+        body = record.body
+        return cls(
+            record.id,
+            record.ts_ms,
+            record.author,
+            record.track,
+            body["config"],
+            body["parent"],
+            body["diff"],
+            body["outcome"],
+            body["val_bpb"],
+            body["replicates"],
+        )
+
+
+@dataclass(frozen=True)
+class ConfigStats:
+    config: str
+    parent: str
+    diff: Mapping[str, Any]
+    runs: int  # ok runs
+    failures: int  # runs that crashed, timed out, diverged or were killed
+    authors: int
+    mean: float | None  # bpb over all ok runs
+    evidence_runs: int
+    evidence_mean: float | None
+    discovery: bytes | None
+    verified: bool
+    accepted: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        return self.config in ROOTS
+
+
+@dataclass(frozen=True)
+class TrackView:
+    track: Track
+    sigma: float  # bpb
+    sigma_df: int  # degrees of freedom behind the pooled estimate; 0 means the floor alone
+    best: ConfigStats | None
+    leaderboard: tuple[ConfigStats, ...]  # every config, best evidence first
+    candidates: tuple[ConfigStats, ...] = field(default=())
+
+
+def assess(runs: Iterable[Run | Record], policy: Policy) -> dict[str, TrackView]:
+    """Each track's view of the record set, keyed by track key."""
+    by_track: dict[Track, dict[bytes, Run]] = defaultdict(dict)
+    for run in runs:
+        if isinstance(run, Record):
+            if run.kind != "result":
+                continue
+            run = Run.from_record(run)
+        by_track[run.track][run.id] = run
+    return {
+        track.key: _assess_track(track, list(unique.values()), policy) for track, unique in sorted(by_track.items())
+    }
+
+
+def _assess_track(track: Track, runs: list[Run], policy: Policy) -> TrackView:
+    by_config: dict[str, list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda run: (run.ts_ms, run.id)):
+        by_config[run.config].append(run)
+    sigma, sigma_df = _pooled_sigma(by_config.values(), policy.sigma_floor_ubpb)
+    stats = {config: _config_stats(config, config_runs, policy) for config, config_runs in by_config.items()}
+    accepted = _accepted(stats, sigma)
+    stats = {config: _with_accepted(s, config in accepted) for config, s in stats.items()}
+    ranked = sorted(stats.values(), key=_rank_key)
+    best = next((s for s in ranked if s.accepted), None)
+    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best, sigma))
+
+
+def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, int]:
+    # Exact integer sums: every node must get the same float for the same set.
+    squares, df = 0, 0
+    for group in groups:
+        values = [run.val_bpb_ubpb for run in group if run.outcome == "ok"]
+        if len(values) >= 2:
+            n, total = len(values), sum(values)
+            squares += Fraction(n * sum(v * v for v in values) - total * total, n)
+            df += n - 1
+    pooled_ubpb = math.sqrt(squares / df) if df else 0.0
+    return max(float(floor_ubpb), pooled_ubpb) / UBPB, df
+
+
+def _config_stats(config: str, runs: list[Run], policy: Policy) -> ConfigStats:
+    ok = [run for run in runs if run.outcome == "ok"]
+    first = runs[0]
+    discovery = None
+    if config not in ROOTS:
+        discovery = next((run for run in ok if run.replicates is None), None)
+    evidence = [run for run in ok if run is not discovery] if len(ok) > 1 else ok
+    authors = len({run.author for run in ok})
+    return ConfigStats(
+        config=config,
+        parent=first.parent,
+        diff=first.diff,
+        runs=len(ok),
+        failures=len(runs) - len(ok),
+        authors=authors,
+        mean=_mean(ok),
+        evidence_runs=len(evidence),
+        evidence_mean=_mean(evidence),
+        discovery=discovery.id if discovery else None,
+        verified=len(ok) >= policy.min_runs and authors >= policy.min_authors,
+    )
+
+
+def _mean(runs: list[Run]) -> float | None:
+    if not runs:
+        return None
+    return float(Fraction(sum(run.val_bpb_ubpb for run in runs), len(runs) * UBPB))
+
+
+def _accepted(stats: Mapping[str, ConfigStats], sigma: float) -> set[str]:
+    """Configs accepted along their lineage; each is tested against its own parent."""
+    verdict: dict[str, bool] = {}
+    for config in sorted(stats):
+        path: list[str] = []
+        node = config
+        while node not in verdict:  # walk up to a known verdict, a default, or a break
+            s = stats[node]
+            if node in path or not s.verified or (not s.is_default and s.parent not in stats):
+                verdict[node] = False  # unverified, orphaned, or on a cycle of lying records
+            elif s.is_default:
+                verdict[node] = True
+            else:
+                path.append(node)
+                node = s.parent
+        for child in reversed(path):
+            s = stats[child]
+            parent = stats[s.parent]
+            verdict[child] = verdict[parent.config] and _beats(s, parent, sigma, K_ACCEPT)
+    return {config for config, ok in verdict.items() if ok}
+
+
+def _beats(challenger: ConfigStats, reference: ConfigStats, sigma: float, k: float, use_all: bool = False) -> bool:
+    n, mean = (challenger.runs, challenger.mean) if use_all else (challenger.evidence_runs, challenger.evidence_mean)
+    standard_error = sigma * math.sqrt(1 / n + 1 / reference.evidence_runs)
+    return mean < reference.evidence_mean - k * standard_error
+
+
+def _with_accepted(stats: ConfigStats, accepted: bool) -> ConfigStats:
+    return stats if stats.accepted == accepted else ConfigStats(**{**stats.__dict__, "accepted": accepted})
+
+
+def _rank_key(stats: ConfigStats) -> tuple[float, str]:
+    mean = stats.evidence_mean if stats.evidence_mean is not None else math.inf
+    return mean, stats.config
+
+
+def _candidates(ranked: list[ConfigStats], best: ConfigStats | None, sigma: float) -> tuple[ConfigStats, ...]:
+    if best is None:
+        return ()
+    return tuple(
+        s
+        for s in sorted(ranked, key=lambda s: (s.mean if s.mean is not None else math.inf, s.config))
+        if not s.verified and s.runs and _beats(s, best, sigma, K_CANDIDATE, use_all=True)
+    )

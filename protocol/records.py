@@ -1,0 +1,217 @@
+"""Signed records: the only thing nodes tell each other about experiments.
+
+Wire form: canonical msgpack ``[payload, signature]`` where ``payload`` is the canonical msgpack
+of the envelope ``{v, kind, author, ts_ms, body}`` and the signature is Ed25519 over a
+domain tag plus ``payload``. A record's ID is the SHA-256 of its wire bytes. Because every
+layer must be canonical, one logical record has exactly one wire form and one ID.
+"""
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import canonical
+from protocol.config import KNOB, check_diff
+from protocol.errors import ConfigError, ProtocolError, RecordError
+from protocol.identity import Identity, public_from_peer_id, verify
+from protocol.track import Track
+
+VERSION = 1
+MAX_RECORD_BYTES = 64 * 1024
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_BPB_UBPB = 100_000_000  # 100 bits per byte: anything above is not a language model
+_SIGNING_TAG = b"arnode/record/1\n"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# C0 controls other than tab and newline, DEL, C1 controls, bidi overrides: text from peers
+# ends up on terminals and in prompts.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed")
+METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
+
+
+@dataclass(frozen=True)
+class Record:
+    id: bytes
+    raw: bytes
+    kind: str
+    author: str
+    ts_ms: int
+    body: dict[str, Any]
+    track: Track
+
+    @property
+    def hex_id(self) -> str:
+        return self.id.hex()
+
+
+# --- field checks: each takes the untrusted value and returns it, or raises RecordError ---
+
+
+def _text(limit: int):
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise RecordError(f"expected text, got {type(value).__name__}")
+        if len(value) > limit:
+            raise RecordError(f"text of {len(value)} chars is over the limit of {limit}")
+        if _CONTROL.search(value):
+            raise RecordError("text contains control characters")
+        return value
+
+    return check
+
+
+def _hex64(value: Any) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise RecordError("expected 64 lowercase hex digits")
+    return value
+
+
+def _record_id_or_none(value: Any) -> bytes | None:
+    if value is not None and (not isinstance(value, bytes) or len(value) != 32):
+        raise RecordError("expected a 32-byte record id or nil")
+    return value
+
+
+def _seed(value: Any) -> int:
+    return KNOB["seed"].check(value)
+
+
+def _outcome(value: Any) -> str:
+    if value not in OUTCOMES or not isinstance(value, str):
+        raise RecordError(f"outcome must be one of {', '.join(OUTCOMES)}")
+    return value
+
+
+def _ubpb(value: Any) -> int | None:
+    if value is not None and (type(value) is not int or not 0 < value <= MAX_BPB_UBPB):
+        raise RecordError(f"val_bpb must be nil or an integer in (0, {MAX_BPB_UBPB}] micro-bpb")
+    return value
+
+
+def _metrics(value: Any) -> dict[str, int | None]:
+    if not isinstance(value, Mapping) or set(value) != set(METRICS):
+        raise RecordError(f"metrics has exactly the fields {', '.join(METRICS)}")
+    for name, number in value.items():
+        if number is not None and (type(number) is not int or not 0 <= number < 2**63):
+            raise RecordError(f"metric {name} must be nil or a non-negative integer")
+    return dict(value)
+
+
+def _diff(value: Any) -> dict[str, Any]:
+    diff = check_diff(value)
+    if any(not KNOB[name].hashed for name in diff):
+        raise RecordError("a diff names the config; per-run knobs such as the seed go elsewhere")
+    return diff
+
+
+def _track(value: Any) -> dict[str, Any]:
+    return Track.from_wire(value).to_wire()
+
+
+BODIES: dict[str, dict[str, Any]] = {
+    "result": {
+        "track": _track,
+        "parent": _hex64,
+        "diff": _diff,
+        "config": _hex64,
+        "seed": _seed,
+        "outcome": _outcome,
+        "val_bpb": _ubpb,
+        "metrics": _metrics,
+        "hypothesis": _text(1000),
+        "proposer": _text(64),
+        "code": _hex64,
+        "log": _hex64,
+        "error": _text(300),
+        "replicates": _record_id_or_none,
+    },
+    "hypothesis": {
+        "track": _track,
+        "parent": _hex64,
+        "diff": _diff,
+        "rationale": _text(2000),
+    },
+}
+
+
+def check_body(kind: str, body: Any) -> dict[str, Any]:
+    """Validate a record body of ``kind`` field by field; RecordError names the first bad field."""
+    if kind not in BODIES:
+        raise RecordError(f"unknown kind {kind!r}")
+    schema = BODIES[kind]
+    if not isinstance(body, Mapping):
+        raise RecordError("body must be a map")
+    unknown = sorted(set(body) - set(schema), key=str)
+    if unknown:
+        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}")
+    for name, check in schema.items():
+        if name not in body:
+            raise RecordError(f"a {kind} lacks {name}")
+        try:
+            check(body[name])
+        except ConfigError as err:
+            raise RecordError(f"{name}: {err}") from None
+        except RecordError as err:
+            raise RecordError(f"{name}: {err}") from None
+    if kind == "result" and (body["outcome"] == "ok") != (body["val_bpb"] is not None):
+        raise RecordError("val_bpb is set exactly when the outcome is ok")
+    return dict(body)
+
+
+def sign(identity: Identity, kind: str, body: Mapping[str, Any], ts_ms: int) -> Record:
+    """Make a record of ours; the body is checked exactly as a peer's would be."""
+    body = check_body(kind, dict(body))
+    envelope = {"v": VERSION, "kind": kind, "author": identity.peer_id, "ts_ms": ts_ms, "body": body}
+    payload = canonical.pack(envelope)
+    raw = canonical.pack([payload, identity.sign(_SIGNING_TAG + payload)])
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RecordError(f"record of {len(raw)} bytes is over the cap of {MAX_RECORD_BYTES}")
+    return decode(raw, now_ms=ts_ms)
+
+
+def decode(data: bytes, now_ms: int) -> Record:
+    """Parse and verify untrusted bytes; RecordError with a one-line reason is the only failure."""
+    if not isinstance(data, bytes):
+        raise RecordError("a record is bytes")
+    try:
+        outer = canonical.unpack(data, MAX_RECORD_BYTES)
+        if not (isinstance(outer, list) and len(outer) == 2 and all(isinstance(part, bytes) for part in outer)):
+            raise RecordError("a record is [payload, signature]")
+        payload, signature = outer
+        envelope = canonical.unpack(payload, MAX_RECORD_BYTES)
+    except RecordError:
+        raise
+    except ProtocolError as err:
+        raise RecordError(str(err)) from None
+    kind, author, ts_ms = _check_envelope(envelope, now_ms)
+    if not verify(author, _SIGNING_TAG + payload, signature):
+        raise RecordError("bad signature")
+    body = check_body(kind, envelope["body"])
+    return Record(hashlib.sha256(data).digest(), data, kind, author, ts_ms, body, Track.from_wire(body["track"]))
+
+
+def _check_envelope(envelope: Any, now_ms: int) -> tuple[str, str, int]:
+    if not isinstance(envelope, Mapping) or set(envelope) != {"v", "kind", "author", "ts_ms", "body"}:
+        raise RecordError("an envelope has exactly v, kind, author, ts_ms, body")
+    if envelope["v"] != VERSION or type(envelope["v"]) is not int:
+        raise RecordError(f"version {str(envelope['v'])[:20]} is unknown")
+    kind, author, ts_ms = envelope["kind"], envelope["author"], envelope["ts_ms"]
+    if not isinstance(kind, str) or kind not in BODIES:
+        raise RecordError(f"unknown kind {str(kind)[:20]!r}")
+    try:
+        public_from_peer_id(author)
+    except ProtocolError:
+        raise RecordError("author is not an Ed25519 peer ID") from None
+    if type(ts_ms) is not int or ts_ms < 0:
+        raise RecordError("ts_ms must be a non-negative integer")
+    if ts_ms > now_ms + MAX_FUTURE_MS:
+        raise RecordError(f"timestamp is {(ts_ms - now_ms) // 1000} s in the future")
+    return kind, author, ts_ms
+
+
+def record_order(record: Record) -> tuple[int, bytes]:
+    """The total order every node uses: by timestamp, then by ID."""
+    return record.ts_ms, record.id
