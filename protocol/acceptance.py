@@ -30,8 +30,8 @@ from protocol.policy import Policy
 from protocol.records import Record
 from protocol.track import Track
 
-K_CANDIDATE = 1.0
-K_ACCEPT = 2.0
+K_CANDIDATE = 0.5  # standard errors a candidate must lead the best by: lenient, replication is cheap
+K_ACCEPT = 2.1  # standard errors replication evidence must lead the parent by: strict
 UBPB = 1_000_000  # micro-bits per byte in one bit per byte
 
 

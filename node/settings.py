@@ -1,0 +1,104 @@
+"""The node's config file (``config.toml`` in the home): written with comments at init, flags override it."""
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from node.errors import NodeError
+
+DEFAULT_TEXT = """\
+# arnode node config. Command-line flags override these values.
+
+# Where to listen for peers (a libp2p multiaddr). Port 4001 is the libp2p convention.
+listen = "/ip4/0.0.0.0/tcp/4001"
+
+# Multiaddrs to dial at start, one a line (empty: ./bootstrap_peers.txt, then the one in this home).
+bootstrap_file = ""
+
+# Training device: "auto", "cuda", "cpu" or "mps"; and which GPUs get a worker each ("all" or "0,1").
+device = "auto"
+gpus = "all"
+
+[llm]
+# An OpenAI-compatible endpoint proposes experiments when a key or a base URL is set
+# (env OPENAI_API_KEY, OPENAI_BASE_URL and ARNODE_MODEL take precedence). Empty: built-in search.
+model = ""
+base_url = ""
+
+[work]
+# Relative weights of the kinds of work once the baseline is measured.
+verify = 3.0    # re-run another author's candidate with a fresh seed
+explore = 5.0   # ask the agent for a change to the best config
+noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
+"""
+
+
+@dataclass(frozen=True)
+class WorkWeights:
+    verify: float = 3.0
+    explore: float = 5.0
+    noise: float = 1.0
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    model: str = ""
+    base_url: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "/ip4/0.0.0.0/tcp/4001"
+    bootstrap_file: str = ""
+    device: str = "auto"
+    gpus: str = "all"
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    work: WorkWeights = field(default_factory=WorkWeights)
+
+
+def write_default_settings(path: Path) -> bool:
+    """Create the commented config file unless one exists; True if written."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(DEFAULT_TEXT, encoding="utf-8")
+    return True
+
+
+def load_settings(path: Path) -> Settings:
+    """The settings in ``path`` (defaults when it does not exist); NodeError names the file and the key."""
+    if not path.exists():
+        return Settings()
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise NodeError(f"config {path} is unreadable: {err}; fix it or move it away") from None
+    try:
+        return _build(Settings, doc, "")
+    except (TypeError, ValueError) as err:
+        raise NodeError(f"config {path}: {err}") from None
+
+
+def _build(cls: type, doc: Any, prefix: str) -> Any:
+    """An instance of the settings dataclass ``cls`` from a TOML table, with types checked."""
+    if not isinstance(doc, dict):
+        raise TypeError(f"{prefix.rstrip('.') or 'the file'} must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(doc) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key {prefix}{unknown[0]}")
+    values = {}
+    for name, value in doc.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
+        if hasattr(default, "__dataclass_fields__"):
+            values[name] = _build(type(default), value, f"{prefix}{name}.")
+        elif isinstance(default, float):
+            if type(value) not in (int, float) or value < 0:
+                raise TypeError(f"{prefix}{name} must be a non-negative number, not {value!r}")
+            values[name] = float(value)
+        elif type(value) is type(default):
+            values[name] = value
+        else:
+            raise TypeError(f"{prefix}{name} must be a {type(default).__name__}, not {value!r}")
+    return cls(**values)

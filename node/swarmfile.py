@@ -1,0 +1,35 @@
+"""Swarm files on disk: the private-network key and the policy, mode 0600, never overwritten."""
+
+import os
+import secrets
+from pathlib import Path
+
+from node.errors import NodeError
+from protocol.errors import ConfigError
+from protocol.policy import PSK_BYTES, Policy, format_swarm_file, parse_swarm_file
+
+
+def load_swarm_file(path: Path) -> tuple[bytes, Policy]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NodeError(f"swarm file {path} does not exist; create one with `arnode swarm new-key`") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise NodeError(f"cannot read swarm file {path}: {err}") from None
+    try:
+        return parse_swarm_file(text)
+    except ConfigError as err:
+        raise NodeError(f"swarm file {path} is invalid: {err}") from None
+
+
+def create_swarm_file(path: Path, policy: Policy) -> bytes:
+    """Write a new swarm file with a fresh key; refuse to replace an existing file."""
+    psk = secrets.token_bytes(PSK_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise NodeError(f"swarm file {path} already exists; it is never overwritten") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(format_swarm_file(psk, policy))
+    return psk
