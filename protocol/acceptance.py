@@ -3,14 +3,17 @@
 A pure function of the set (order and duplicates don't matter; ties go by hash), so every node
 holding the same records names the same best. The statistics, per track:
 
-- sigma: pooled seed noise from configs with several ok runs, never below the policy's floor.
 - verified: a config with at least ``min_runs`` ok runs from at least ``min_authors`` authors.
-- discovery run: a config's first ok run that is not a replication. It was picked out of many
-  explorations because it looked good (the winner's curse), so it is never evidence for its own
-  config: a config's *evidence* is its other ok runs (all of them for a profile default, and the
-  lone run of a config that has only one).
-- accepted: a default config once verified; any other config once verified, with an accepted
-  parent, and with evidence beating its parent by more than K_ACCEPT standard errors.
+- sigma: pooled seed noise of the verified configs, never below the policy's floor.
+- lineage: a record's claim that its config is ``parent`` plus ``diff`` is re-hashed, not trusted;
+  the earliest true link is the config's lineage.
+- discovery run: a config's earliest ok run. It was picked out of many explorations because it
+  looked good (the winner's curse), so it is never evidence for its own config: a config's
+  *evidence* is its other ok runs (all of them for a profile default, and the lone run of a
+  config that has only one, which only a policy of ``min_runs = 1`` accepts).
+- accepted: a default config once verified; any other config once verified, with a true lineage
+  to an accepted parent, and with evidence beating that parent by more than K_ACCEPT standard
+  errors.
 - best: the accepted config with the lowest evidence mean.
 - candidate: an unverified config whose runs beat the best by more than K_CANDIDATE standard
   errors; verifiers re-run these first. Screening is deliberately lenient and acceptance strict:
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from protocol.config import ROOTS
+from protocol.config import ROOTS, Config, apply, config_hash, default_config
+from protocol.errors import ProtocolError
 from protocol.policy import Policy
 from protocol.records import Record
 from protocol.track import Track
@@ -81,6 +85,8 @@ class ConfigStats:
     discovery: bytes | None
     verified: bool
     accepted: bool = False
+    contributors: frozenset[str] = frozenset()  # authors of its ok runs
+    linked: bool = True  # a chain of true (parent, diff) links leads back to a default config
 
     @property
     def is_default(self) -> bool:
@@ -99,24 +105,76 @@ class TrackView:
 
 def assess(runs: Iterable[Run | Record], policy: Policy) -> dict[str, TrackView]:
     """Each track's view of the record set, keyed by track key."""
-    by_track: dict[Track, dict[bytes, Run]] = defaultdict(dict)
+    unique: dict[bytes, Run] = {}
     for run in runs:
         if isinstance(run, Record):
             if run.kind != "result":
                 continue
             run = Run.from_record(run)
-        by_track[run.track][run.id] = run
-    return {
-        track.key: _assess_track(track, list(unique.values()), policy) for track, unique in sorted(by_track.items())
-    }
+        unique[run.id] = run
+    ordered = sorted(unique.values(), key=lambda run: (run.ts_ms, run.id))
+    links = Lineage(ordered)
+    by_track: dict[Track, list[Run]] = defaultdict(list)
+    for run in ordered:
+        by_track[run.track].append(run)
+    return {track.key: _assess_track(track, by_track[track], links, policy) for track in sorted(by_track)}
 
 
-def _assess_track(track: Track, runs: list[Run], policy: Policy) -> TrackView:
+class Lineage:
+    """Which (parent, diff) link really produces each config: the earliest one that re-hashes right.
+
+    A record's claim that ``config`` is ``parent`` plus ``diff`` is checked, not trusted, so a
+    backdated record with a false link cannot cut a config off from its real parent.
+    """
+
+    def __init__(self, ordered: list[Run]) -> None:
+        self._claims: dict[str, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)
+        for run in ordered:
+            self._claims[run.config].append((run.parent, run.diff))
+        self._full: dict[str, Config | None] = {}
+        self.link: dict[str, tuple[str, Mapping[str, Any]]] = {}  # config -> its true (parent, diff)
+
+    def resolve(self, config: str) -> Config | None:
+        """The full config, or None when no chain of true links leads back to a default."""
+        pending = [config]
+        while pending:  # iterative depth-first: lineages can be long
+            current = pending[-1]
+            if current in self._full:
+                pending.pop()
+                continue
+            if current in ROOTS:
+                self._full[current] = default_config(ROOTS[current])
+                pending.pop()
+                continue
+            unresolved = [p for p, _ in self._claims.get(current, ()) if p not in self._full and p not in pending]
+            if unresolved:
+                pending.append(unresolved[0])
+                continue
+            self._full[current] = self._first_true_link(current)
+            pending.pop()
+        return self._full[config]
+
+    def _first_true_link(self, config: str) -> Config | None:
+        for parent, diff in self._claims.get(config, ()):
+            base = self._full.get(parent)
+            if base is None:
+                continue
+            try:
+                full = apply(base, diff)
+            except ProtocolError:
+                continue
+            if config_hash(full) == config:
+                self.link[config] = (parent, diff)
+                return full
+        return None
+
+
+def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy) -> TrackView:
     by_config: dict[str, list[Run]] = defaultdict(list)
-    for run in sorted(runs, key=lambda run: (run.ts_ms, run.id)):
+    for run in runs:
         by_config[run.config].append(run)
-    sigma, sigma_df = _pooled_sigma(by_config.values(), policy.sigma_floor_ubpb)
-    stats = {config: _config_stats(config, config_runs, policy) for config, config_runs in by_config.items()}
+    stats = {config: _config_stats(config, config_runs, links, policy) for config, config_runs in by_config.items()}
+    sigma, sigma_df = _pooled_sigma([by_config[c] for c, s in stats.items() if s.verified], policy.sigma_floor_ubpb)
     accepted = _accepted(stats, sigma)
     stats = {config: _with_accepted(s, config in accepted) for config, s in stats.items()}
     ranked = sorted(stats.values(), key=_rank_key)
@@ -125,7 +183,8 @@ def _assess_track(track: Track, runs: list[Run], policy: Policy) -> TrackView:
 
 
 def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, int]:
-    # Exact integer sums: every node must get the same float for the same set.
+    # Only verified configs count, so one author alone can neither shrink nor inflate the noise
+    # everyone tests against; exact integer sums, so every node gets the same float.
     squares, df = 0, 0
     for group in groups:
         values = [run.val_bpb_ubpb for run in group if run.outcome == "ok"]
@@ -137,26 +196,29 @@ def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, 
     return max(float(floor_ubpb), pooled_ubpb) / UBPB, df
 
 
-def _config_stats(config: str, runs: list[Run], policy: Policy) -> ConfigStats:
+def _config_stats(config: str, runs: list[Run], links: Lineage, policy: Policy) -> ConfigStats:
     ok = [run for run in runs if run.outcome == "ok"]
-    first = runs[0]
-    discovery = None
-    if config not in ROOTS:
-        discovery = next((run for run in ok if run.replicates is None), None)
+    linked = links.resolve(config) is not None
+    # The true link when there is one; otherwise the earliest claim, shown but never accepted.
+    parent, diff = links.link.get(config, (config, {}) if config in ROOTS else (runs[0].parent, runs[0].diff))
+    # The earliest ok run is the discovery, whatever its ``replicates`` field claims.
+    discovery = ok[0] if ok and config not in ROOTS else None
     evidence = [run for run in ok if run is not discovery] if len(ok) > 1 else ok
-    authors = len({run.author for run in ok})
+    contributors = frozenset(run.author for run in ok)
     return ConfigStats(
         config=config,
-        parent=first.parent,
-        diff=first.diff,
+        parent=parent,
+        diff=diff,
         runs=len(ok),
         failures=len(runs) - len(ok),
-        authors=authors,
+        authors=len(contributors),
         mean=_mean(ok),
         evidence_runs=len(evidence),
         evidence_mean=_mean(evidence),
         discovery=discovery.id if discovery else None,
-        verified=len(ok) >= policy.min_runs and authors >= policy.min_authors,
+        verified=len(ok) >= policy.min_runs and len(contributors) >= policy.min_authors,
+        contributors=contributors,
+        linked=linked,
     )
 
 
@@ -174,8 +236,8 @@ def _accepted(stats: Mapping[str, ConfigStats], sigma: float) -> set[str]:
         node = config
         while node not in verdict:  # walk up to a known verdict, a default, or a break
             s = stats[node]
-            if node in path or not s.verified or (not s.is_default and s.parent not in stats):
-                verdict[node] = False  # unverified, orphaned, or on a cycle of lying records
+            if node in path or not s.verified or not s.linked or (not s.is_default and s.parent not in stats):
+                verdict[node] = False  # unverified, orphaned, falsely linked, or on a cycle of lying records
             elif s.is_default:
                 verdict[node] = True
             else:

@@ -46,9 +46,9 @@ class Knob:
             if self.kind is int and value % self.multiple_of:
                 raise ConfigError(f"{self.name}: {value} is not a multiple of {self.multiple_of}")
         if self.choices and value not in self.choices:
-            raise ConfigError(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+            raise ConfigError(f"{self.name}: {value!r:.40} is not one of {', '.join(self.choices)}")
         if self.pattern and not re.fullmatch(self.pattern, value):
-            raise ConfigError(f"{self.name}: {value!r} does not match {self.pattern}")
+            raise ConfigError(f"{self.name}: {value!r:.40} does not match {self.pattern}")
         return value
 
     def _coerce(self, value: Any, strict: bool) -> Value:
@@ -143,7 +143,7 @@ def check_diff(diff: Any, strict: bool = True) -> Config:
     checked = {}
     for name, value in diff.items():
         if name not in KNOB:
-            raise ConfigError(f"unknown knob {name!r}")
+            raise ConfigError(f"unknown knob {name!r:.40}")  # peers choose the name: keep it short
         checked[name] = KNOB[name].check(value, strict)
     return checked
 

@@ -32,7 +32,7 @@ class Policy:
                 raise ConfigError(f"policy {field} must be a positive integer")
         if self.min_authors > self.min_runs:
             raise ConfigError("policy min_authors cannot exceed min_runs")
-        if self.budget_kind not in BUDGET_UNITS:
+        if not isinstance(self.budget_kind, str) or self.budget_kind not in BUDGET_UNITS:
             raise ConfigError(f"policy budget_kind must be one of {', '.join(BUDGET_UNITS)}")
         # a Track built from our own values checks the dataset slug the same way records are checked
         Track("x", self.budget_kind, self.budget, self.dataset, "x", self.eval_version)

@@ -10,11 +10,11 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol import canonical
 from protocol.config import KNOB, check_diff
-from protocol.errors import ConfigError, ProtocolError, RecordError
+from protocol.errors import ProtocolError, RecordError
 from protocol.identity import Identity, public_from_peer_id, verify
 from protocol.track import Track
 
@@ -26,10 +26,11 @@ _SIGNING_TAG = b"arnode/record/1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # C0 controls other than tab and newline, DEL, C1 controls, bidi overrides: text from peers
 # ends up on terminals and in prompts.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed")
 METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
+_METRIC_NAMES = frozenset(METRICS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _text(limit: int):
             raise RecordError(f"expected text, got {type(value).__name__}")
         if len(value) > limit:
             raise RecordError(f"text of {len(value)} chars is over the limit of {limit}")
-        if _CONTROL.search(value):
+        if CONTROL_CHARS.search(value):
             raise RecordError("text contains control characters")
         return value
 
@@ -92,7 +93,7 @@ def _ubpb(value: Any) -> int | None:
 
 
 def _metrics(value: Any) -> dict[str, int | None]:
-    if not isinstance(value, Mapping) or set(value) != set(METRICS):
+    if not isinstance(value, Mapping) or value.keys() != _METRIC_NAMES:
         raise RecordError(f"metrics has exactly the fields {', '.join(METRICS)}")
     for name, number in value.items():
         if number is not None and (type(number) is not int or not 0 <= number < 2**63):
@@ -107,13 +108,9 @@ def _diff(value: Any) -> dict[str, Any]:
     return diff
 
 
-def _track(value: Any) -> dict[str, Any]:
-    return Track.from_wire(value).to_wire()
-
-
 BODIES: dict[str, dict[str, Any]] = {
     "result": {
-        "track": _track,
+        "track": Track.from_wire,
         "parent": _hex64,
         "diff": _diff,
         "config": _hex64,
@@ -129,7 +126,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "replicates": _record_id_or_none,
     },
     "hypothesis": {
-        "track": _track,
+        "track": Track.from_wire,
         "parent": _hex64,
         "diff": _diff,
         "rationale": _text(2000),
@@ -139,31 +136,40 @@ BODIES: dict[str, dict[str, Any]] = {
 
 def check_body(kind: str, body: Any) -> dict[str, Any]:
     """Validate a record body of ``kind`` field by field; RecordError names the first bad field."""
+    return _checked_body(kind, body)[0]
+
+
+def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
+    """The body as a plain dict, and its track (built once: decoding is the ledger's hot path)."""
     if kind not in BODIES:
         raise RecordError(f"unknown kind {kind!r}")
     schema = BODIES[kind]
     if not isinstance(body, Mapping):
         raise RecordError("body must be a map")
-    unknown = sorted(set(body) - set(schema), key=str)
-    if unknown:
-        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}")
+    if body.keys() != schema.keys():
+        _raise_field_mismatch(kind, body, schema)
+    checked = {}
     for name, check in schema.items():
-        if name not in body:
-            raise RecordError(f"a {kind} lacks {name}")
         try:
-            check(body[name])
-        except ConfigError as err:
-            raise RecordError(f"{name}: {err}") from None
-        except RecordError as err:
+            checked[name] = check(body[name])
+        except ProtocolError as err:
             raise RecordError(f"{name}: {err}") from None
     if kind == "result" and (body["outcome"] == "ok") != (body["val_bpb"] is not None):
         raise RecordError("val_bpb is set exactly when the outcome is ok")
-    return dict(body)
+    return dict(body), checked["track"]
+
+
+def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[str, Any]) -> NoReturn:
+    unknown = sorted(body.keys() - schema.keys(), key=str)
+    if unknown:
+        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}")
+    missing = [name for name in schema if name not in body]
+    raise RecordError(f"a {kind} lacks {missing[0]}")
 
 
 def sign(identity: Identity, kind: str, body: Mapping[str, Any], ts_ms: int) -> Record:
     """Make a record of ours; the body is checked exactly as a peer's would be."""
-    body = check_body(kind, dict(body))
+    body = check_body(kind, body)
     envelope = {"v": VERSION, "kind": kind, "author": identity.peer_id, "ts_ms": ts_ms, "body": body}
     payload = canonical.pack(envelope)
     raw = canonical.pack([payload, identity.sign(_SIGNING_TAG + payload)])
@@ -189,15 +195,15 @@ def decode(data: bytes, now_ms: int) -> Record:
     kind, author, ts_ms = _check_envelope(envelope, now_ms)
     if not verify(author, _SIGNING_TAG + payload, signature):
         raise RecordError("bad signature")
-    body = check_body(kind, envelope["body"])
-    return Record(hashlib.sha256(data).digest(), data, kind, author, ts_ms, body, Track.from_wire(body["track"]))
+    body, track = _checked_body(kind, envelope["body"])
+    return Record(hashlib.sha256(data).digest(), data, kind, author, ts_ms, body, track)
 
 
 def _check_envelope(envelope: Any, now_ms: int) -> tuple[str, str, int]:
     if not isinstance(envelope, Mapping) or set(envelope) != {"v", "kind", "author", "ts_ms", "body"}:
         raise RecordError("an envelope has exactly v, kind, author, ts_ms, body")
     if envelope["v"] != VERSION or type(envelope["v"]) is not int:
-        raise RecordError(f"version {str(envelope['v'])[:20]} is unknown")
+        raise RecordError(f"version {envelope['v']!r:.20} is unknown")
     kind, author, ts_ms = envelope["kind"], envelope["author"], envelope["ts_ms"]
     if not isinstance(kind, str) or kind not in BODIES:
         raise RecordError(f"unknown kind {str(kind)[:20]!r}")

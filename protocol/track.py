@@ -25,9 +25,9 @@ class Track:
         for name in ("hardware", "dataset", "tokenizer"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _SLUG.fullmatch(value):
-                raise ConfigError(f"track {name} {value!r} is not a lowercase slug of at most 64 chars")
-        if self.budget_kind not in BUDGET_UNITS:
-            raise ConfigError(f"track budget kind {self.budget_kind!r} is not one of {', '.join(BUDGET_UNITS)}")
+                raise ConfigError(f"track {name} {value!r:.40} is not a lowercase slug of at most 64 chars")
+        if not isinstance(self.budget_kind, str) or self.budget_kind not in BUDGET_UNITS:
+            raise ConfigError(f"track budget kind {self.budget_kind!r:.40} is not one of {', '.join(BUDGET_UNITS)}")
         for name in ("budget", "eval_version"):
             value = getattr(self, name)
             if type(value) is not int or not 0 < value <= MAX_BUDGET:

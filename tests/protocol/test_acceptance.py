@@ -1,0 +1,231 @@
+import dataclasses
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.acceptance import K_ACCEPT, UBPB, assess
+from protocol.config import apply, config_hash, default_config
+from protocol.identity import Identity
+from protocol.policy import Policy
+from protocol.records import Record, sign
+from tests.protocol.test_records import NOW, TRACK, hypothesis_body, result_body
+
+ALICE, BOB = Identity.from_seed(b"\x0a" * 32), Identity.from_seed(b"\x0b" * 32)
+POLICY = Policy(min_runs=2, min_authors=1, sigma_floor_ubpb=2000)
+FLOOR = POLICY.sigma_floor_ubpb / UBPB
+SMALL = default_config("small")
+ROOT = config_hash(SMALL)
+DEEPER = {"depth": 6}
+CHILD = config_hash(apply(SMALL, DEEPER))
+OTHER_TRACK = dataclasses.replace(TRACK, hardware="nvidia-a100-x1")
+
+
+class Runs:
+    """Signs result records with distinct timestamps, oldest first."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def add(self, config: str, val_bpb: int | None, author: Identity = ALICE, **fields) -> Record:
+        fields.setdefault("parent", ROOT)
+        fields.setdefault("diff", DEEPER if config != ROOT else {})
+        if val_bpb is None:
+            fields.setdefault("outcome", "crash")
+        body = result_body(config=config, val_bpb=val_bpb, seed=len(self.records), **fields)
+        record = sign(author, "result", body, NOW + len(self.records))
+        self.records.append(record)
+        return record
+
+    def default_verified(self, val_bpb: int = 1_000_000) -> None:
+        self.add(ROOT, val_bpb)
+        self.add(ROOT, val_bpb, BOB)
+
+    def view(self, policy: Policy = POLICY):
+        return assess(self.records, policy)[TRACK.key]
+
+
+def stats_of(view, config: str):
+    return next(stats for stats in view.leaderboard if stats.config == config)
+
+
+def test_a_verified_default_config_is_the_best():
+    runs = Runs()
+    runs.default_verified()
+    best = runs.view().best
+    assert (best.config, best.runs, best.authors, best.mean) == (ROOT, 2, 2, 1.0)
+    assert best.verified and best.accepted and best.is_default
+
+
+def test_nothing_is_best_before_anything_is_verified():
+    runs = Runs()
+    runs.add(ROOT, 1_000_000)
+    runs.add(ROOT, None)  # a crash is recorded but is no evidence
+    view = runs.view()
+    assert view.best is None and view.candidates == ()
+    assert stats_of(view, ROOT).failures == 1
+
+
+def test_a_child_whose_replications_beat_its_parent_by_more_than_the_threshold_becomes_best():
+    runs = Runs()
+    runs.default_verified()
+    lead = math.ceil((K_ACCEPT + 1) * FLOOR * UBPB)  # the floor is the sigma here: all runs agree
+    discovery = runs.add(CHILD, 1_000_000 - lead)
+    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    view = runs.view()
+    assert view.sigma == FLOOR
+    assert view.best.config == CHILD and view.best.evidence_runs == 2
+
+
+def test_a_child_that_leads_by_less_than_the_threshold_is_not_accepted():
+    runs = Runs()
+    runs.default_verified()
+    lead = math.floor((K_ACCEPT - 0.5) * FLOOR * UBPB)
+    discovery = runs.add(CHILD, 1_000_000 - lead)
+    runs.add(CHILD, 1_000_000 - lead, replicates=discovery.id)
+    runs.add(CHILD, 1_000_000 - lead, replicates=discovery.id)
+    view = runs.view()
+    assert stats_of(view, CHILD).verified and not stats_of(view, CHILD).accepted
+    assert view.best.config == ROOT
+
+
+def test_the_discovery_run_is_not_evidence_for_its_own_config():
+    runs = Runs()
+    runs.default_verified()
+    discovery = runs.add(CHILD, 900_000)  # lucky
+    runs.add(CHILD, 999_000, replicates=discovery.id)
+    runs.add(CHILD, 1_001_000, replicates=discovery.id)
+    view = runs.view()
+    child = stats_of(view, CHILD)
+    assert child.discovery == discovery.id
+    assert (child.runs, child.evidence_runs, child.evidence_mean) == (3, 2, 1.0)
+    assert not child.accepted and view.best.config == ROOT
+
+
+def test_a_config_run_by_one_author_does_not_verify_when_two_are_required():
+    two_authors = dataclasses.replace(POLICY, min_authors=2)
+    runs = Runs()
+    runs.default_verified()
+    discovery = runs.add(CHILD, 950_000)
+    runs.add(CHILD, 950_000, replicates=discovery.id)
+    runs.add(CHILD, 950_000, replicates=discovery.id)
+    assert not stats_of(runs.view(two_authors), CHILD).verified
+    assert runs.view(two_authors).best.config == ROOT
+    assert runs.view(POLICY).best.config == CHILD
+    runs.add(CHILD, 950_000, BOB, replicates=discovery.id)
+    assert runs.view(two_authors).best.config == CHILD
+
+
+def test_a_cycle_of_lying_parent_links_never_crashes_and_is_never_accepted():
+    runs = Runs()
+    runs.default_verified()
+    first, second, selfish = "a" * 64, "b" * 64, "c" * 64
+    for config, parent in ((first, second), (second, first), (selfish, selfish), ("d" * 64, "e" * 64)):
+        for author in (ALICE, BOB, BOB):
+            runs.add(config, 500_000, author, parent=parent)
+    view = runs.view()
+    assert view.best.config == ROOT
+    assert not any(stats.accepted for stats in view.leaderboard if stats.config != ROOT)
+
+
+def test_a_backdated_record_with_a_false_lineage_cannot_cut_a_config_from_its_parent():
+    runs = Runs()
+    runs.default_verified()
+    lead = math.ceil((K_ACCEPT + 1) * FLOOR * UBPB)
+    discovery = runs.add(CHILD, 1_000_000 - lead)
+    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    mallory = Identity.from_seed(b"\x0c" * 32)
+    body = result_body(config=CHILD, val_bpb=None, outcome="crash", parent="f" * 64, diff={})
+    runs.records.insert(0, sign(mallory, "result", body, NOW - 10**9))  # claims to be the first run of CHILD
+    child = stats_of(runs.view(), CHILD)
+    assert (child.parent, child.diff, child.linked) == (ROOT, DEEPER, True)
+    assert runs.view().best.config == CHILD
+
+
+def test_a_config_whose_every_link_is_false_is_never_accepted():
+    runs = Runs()
+    runs.default_verified()
+    for author in (ALICE, BOB, BOB):
+        runs.add(CHILD, 500_000, author, diff={"depth": 7})  # ROOT plus this diff is not CHILD
+    child = stats_of(runs.view(), CHILD)
+    assert child.verified and not child.linked and not child.accepted
+    assert runs.view().best.config == ROOT
+
+
+def test_a_lucky_run_claiming_to_be_a_replication_is_still_the_discovery():
+    runs = Runs()
+    runs.default_verified()
+    lucky = runs.add(CHILD, 900_000, replicates=b"\x99" * 32)  # points at no real run
+    runs.add(CHILD, 1_000_000, BOB, replicates=lucky.id)
+    child = stats_of(runs.view(), CHILD)
+    assert child.discovery == lucky.id and (child.evidence_runs, child.evidence_mean) == (1, 1.0)
+
+
+def test_unverified_configs_that_beat_the_best_are_candidates_best_first():
+    runs = Runs()
+    runs.default_verified()
+    good, better, worse = "1" * 64, "2" * 64, "3" * 64
+    runs.add(good, 950_000)
+    runs.add(better, 900_000)
+    runs.add(worse, 1_010_000)
+    assert [stats.config for stats in runs.view().candidates] == [better, good]
+
+
+def test_sigma_pools_seed_noise_across_configs_and_never_falls_below_the_floor():
+    runs = Runs()
+    runs.default_verified()
+    runs.add(CHILD, 1_000_000)
+    runs.add(CHILD, 1_020_000)
+    runs.add(CHILD, None)  # failures carry no noise
+    view = runs.view()
+    # squares: 0 from the agreeing defaults, 2 * 10_000**2 from the child; 2 degrees of freedom
+    assert view.sigma_df == 2
+    assert math.isclose(view.sigma, 10_000 / UBPB)
+    high_floor = dataclasses.replace(POLICY, sigma_floor_ubpb=50_000)
+    assert runs.view(high_floor).sigma == 50_000 / UBPB
+
+
+def test_tracks_are_assessed_apart_and_hypotheses_are_ignored():
+    runs = Runs()
+    runs.default_verified()
+    runs.add(ROOT, 800_000, track=OTHER_TRACK.to_wire())
+    idea = sign(ALICE, "hypothesis", hypothesis_body(), NOW)
+    views = assess([*runs.records, idea], POLICY)
+    assert set(views) == {TRACK.key, OTHER_TRACK.key}
+    assert views[TRACK.key].best.mean == 1.0
+    assert views[OTHER_TRACK.key].best is None
+
+
+def rich_record_set() -> list[Record]:
+    runs = Runs()
+    runs.default_verified()
+    discovery = runs.add(CHILD, 990_000)
+    runs.add(CHILD, 991_000, BOB, replicates=discovery.id)
+    runs.add(CHILD, 989_000, replicates=discovery.id)
+    runs.add(CHILD, None, BOB)
+    runs.add("1" * 64, 950_000, parent=CHILD)
+    runs.add("2" * 64, 950_000, parent="3" * 64)
+    runs.add("3" * 64, 950_000, parent="2" * 64)
+    runs.add("4" * 64, 995_000, BOB, track=OTHER_TRACK.to_wire())
+    return [*runs.records, sign(BOB, "hypothesis", hypothesis_body(), NOW)]
+
+
+RICH = rich_record_set()
+EXPECTED = assess(RICH, POLICY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.randoms(use_true_random=False), st.lists(st.sampled_from(RICH), max_size=len(RICH) * 2))
+def test_shuffled_and_duplicated_input_gives_the_identical_answer(rng, duplicates):
+    records = RICH + duplicates
+    rng.shuffle(records)
+    assert assess(records, POLICY) == EXPECTED
+    assert assess(iter(records), POLICY) == EXPECTED
+
+
+def test_the_rich_record_set_has_an_answer_worth_comparing():
+    view = EXPECTED[TRACK.key]
+    assert view.best.config == CHILD
+    assert [stats.config for stats in view.candidates] == ["1" * 64, "2" * 64, "3" * 64]

@@ -1,0 +1,173 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.config import (
+    KNOB,
+    KNOBS,
+    MAX_DIFF_KNOBS,
+    PROFILES,
+    ROOTS,
+    apply,
+    check_config,
+    check_diff,
+    config_hash,
+    default_config,
+    diff_between,
+    model_shape,
+    resolve,
+)
+from protocol.errors import ConfigError
+
+SMALL = default_config("small")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profile_default_is_a_valid_config_and_a_root(profile):
+    config = default_config(profile)
+    assert check_config(config) == config
+    assert ROOTS[config_hash(config)] == profile
+
+
+def test_an_unknown_profile_is_rejected():
+    with pytest.raises(ConfigError, match="unknown profile"):
+        default_config("tpu")
+
+
+@pytest.mark.parametrize(
+    ("diff", "reason"),
+    [
+        ({"learning_rate": 0.1}, "unknown knob"),
+        ({"depth": "8"}, "expected int"),
+        ({"depth": True}, "expected int, got bool"),
+        ({"value_embeds": 1}, "expected bool"),
+        ({"matrix_lr": 1}, "expected float, got int"),
+        ({"depth": 8.0}, "expected int, got float"),
+        ({"depth": 0}, "outside"),
+        ({"depth": 65}, "outside"),
+        ({"matrix_lr": 1.5}, "outside"),
+        ({"matrix_lr": math.nan}, "not finite"),
+        ({"matrix_lr": math.inf}, "not finite"),
+        ({"head_dim": 36}, "not a multiple of 8"),
+        ({"activation": "tanh"}, "not one of"),
+        ({"window_pattern": "SSXL"}, "does not match"),
+        ({"window_pattern": ""}, "does not match"),
+        ([("depth", 8)], "a diff is a map"),
+    ],
+)
+def test_a_bad_diff_is_rejected_with_the_reason(diff, reason):
+    with pytest.raises(ConfigError, match=reason) as caught:
+        check_diff(diff)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_diff_larger_than_the_table_is_rejected():
+    with pytest.raises(ConfigError, match="at most"):
+        check_diff({f"knob{index}": 1 for index in range(MAX_DIFF_KNOBS + 1)})
+
+
+def test_lenient_mode_coerces_whole_numbers_only_when_asked():
+    assert check_diff({"matrix_lr": 1, "depth": 8.0}, strict=False) == {"matrix_lr": 1.0, "depth": 8}
+    assert type(check_diff({"matrix_lr": 1}, strict=False)["matrix_lr"]) is float
+    with pytest.raises(ConfigError, match="expected int"):
+        check_diff({"depth": 8.5}, strict=False)
+    with pytest.raises(ConfigError, match="expected int, got bool"):
+        check_diff({"depth": True}, strict=False)
+    with pytest.raises(ConfigError, match="outside"):
+        check_diff({"depth": 100.0}, strict=False)
+
+
+@pytest.mark.parametrize(
+    ("diff", "reason"),
+    [
+        ({"total_batch_tokens": 4096 + 16}, "multiple of device_batch_size x seq_len"),
+        ({"warmup_ratio": 0.6, "warmdown_ratio": 0.6}, "must not exceed 1"),
+        ({"kv_head_ratio": 3}, "does not divide"),
+    ],
+)
+def test_knobs_that_disagree_with_each_other_are_rejected(diff, reason):
+    with pytest.raises(ConfigError, match=reason):
+        apply(SMALL, diff)
+
+
+def test_apply_changes_only_the_diffed_knobs():
+    config = apply(SMALL, {"depth": 6, "matrix_lr": 0.05})
+    assert diff_between(SMALL, config) == {"depth": 6, "matrix_lr": 0.05}
+    assert apply(SMALL, {}) == SMALL
+
+
+def test_a_config_missing_a_knob_is_rejected():
+    partial = dict(SMALL)
+    del partial["depth"]
+    with pytest.raises(ConfigError, match="lacks depth"):
+        check_config(partial)
+
+
+@given(st.sampled_from([knob for knob in KNOBS if knob.kind is int and knob.hashed]), st.integers(0, 3))
+def test_diff_between_then_apply_round_trips(knob, step):
+    value = min(int(knob.hi), int(knob.lo) + step * knob.multiple_of)
+    try:
+        config = apply(SMALL, {knob.name: value})
+    except ConfigError:
+        return  # a cross-knob constraint refused it; that is tested above
+    assert apply(SMALL, diff_between(SMALL, config)) == config
+
+
+def test_config_hash_ignores_the_seed_and_insertion_order():
+    reseeded = apply(SMALL, {"seed": 42})
+    assert config_hash(reseeded) == config_hash(SMALL)
+    assert config_hash(dict(reversed(list(SMALL.items())))) == config_hash(SMALL)
+    assert config_hash(apply(SMALL, {"depth": 6})) != config_hash(SMALL)
+
+
+def test_config_hash_tells_int_from_float():
+    # canonical msgpack keeps the type: 0 and 0.0 must not name the same config
+    assert config_hash({**SMALL, "warmup_ratio": 0}) != config_hash(SMALL)
+
+
+def test_model_shape_rounds_width_up_to_whole_heads():
+    shape = model_shape({**SMALL, "depth": 3, "aspect_ratio": 10, "head_dim": 16, "kv_head_ratio": 2})
+    assert (shape.model_dim, shape.n_head, shape.n_kv_head) == (32, 2, 1)
+
+
+def link(parent_config: dict, diff: dict) -> tuple[str, tuple[str, dict]]:
+    """A (config hash -> (parent hash, diff)) entry, as an honest result record carries it."""
+    return config_hash(apply(parent_config, diff)), (config_hash(parent_config), diff)
+
+
+def test_resolve_rebuilds_a_config_from_its_chain_of_diffs():
+    child = apply(SMALL, {"depth": 6})
+    grandchild = apply(child, {"matrix_lr": 0.05})
+    parents = dict([link(SMALL, {"depth": 6}), link(child, {"matrix_lr": 0.05})])
+    assert resolve(config_hash(grandchild), parents) == grandchild
+    assert resolve(config_hash(SMALL), {}) == SMALL
+
+
+def test_resolve_rejects_a_link_whose_diff_does_not_produce_its_hash():
+    child_hash, (parent_hash, _) = link(SMALL, {"depth": 6})
+    lying = {child_hash: (parent_hash, {"depth": 7})}
+    with pytest.raises(ConfigError, match="does not match its parent plus diff"):
+        resolve(child_hash, lying)
+
+
+def test_resolve_rejects_an_orphan_and_a_cycle():
+    with pytest.raises(ConfigError, match="does not lead back"):
+        resolve("a" * 64, {})
+    cycle = {"a" * 64: ("b" * 64, {}), "b" * 64: ("a" * 64, {})}
+    with pytest.raises(ConfigError, match="does not lead back"):
+        resolve("a" * 64, cycle)
+
+
+def test_every_knob_default_passes_its_own_check():
+    for knob in KNOBS:
+        for profile in PROFILES:
+            assert KNOB[knob.name].check(getattr(knob, profile)) == getattr(knob, profile)
+
+
+@pytest.mark.parametrize("diff", [{"k" * 10_000: 1}, {"window_pattern": "X" * 10_000}, {"activation": "y" * 10_000}])
+def test_a_long_bad_input_is_quoted_short(diff):
+    with pytest.raises(ConfigError) as caught:
+        check_diff(diff)
+    assert len(str(caught.value)) < 120

@@ -1,0 +1,133 @@
+import dataclasses
+
+import pytest
+
+from protocol.errors import ConfigError
+from protocol.policy import PSK_BYTES, SWARM_ID_HEX, Policy, format_swarm_file, parse_swarm_file
+from protocol.track import Track, hardware_class
+
+TRACK = Track("nvidia-h100-80gb-hbm3-x1", "seconds", 300, "climbmix", "bpe8192", 1)
+PSK = bytes(range(PSK_BYTES))
+
+
+def test_track_round_trips_through_its_wire_form():
+    assert Track.from_wire(TRACK.to_wire()) == TRACK
+
+
+def test_track_key_is_readable():
+    assert TRACK.key == "nvidia-h100-80gb-hbm3-x1/300s/climbmix/bpe8192/eval1"
+
+
+def test_hardware_class_is_a_slug_of_device_and_count():
+    assert hardware_class("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3-x1"
+    assert hardware_class("Apple M2 Max", 2) == "apple-m2-max-x2"
+    assert hardware_class("???") == "unknown-x1"
+    Track(hardware_class("x" * 500, 8), "seconds", 300, "d", "t", 1)  # always a valid track slug
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"hardware": "NVIDIA"}, "slug"),
+        ({"dataset": "a b"}, "slug"),
+        ({"tokenizer": "x" * 65}, "slug"),
+        ({"dataset": 7}, "slug"),
+        ({"budget_kind": "minutes"}, "budget kind"),
+        ({"budget_kind": ["seconds"]}, "budget kind"),
+        ({"budget": 0}, "budget must be a positive integer"),
+        ({"budget": True}, "budget must be a positive integer"),
+        ({"budget": 300.0}, "budget must be a positive integer"),
+        ({"eval_version": -1}, "eval_version"),
+    ],
+)
+def test_a_bad_track_is_rejected(changes, reason):
+    with pytest.raises(ConfigError, match=reason):
+        Track.from_wire({**TRACK.to_wire(), **changes})
+
+
+@pytest.mark.parametrize("wire", [None, [], {"hardware": "x"}, {**TRACK.to_wire(), "extra": 1}])
+def test_a_track_must_have_exactly_its_fields(wire):
+    with pytest.raises(ConfigError, match="exactly the fields"):
+        Track.from_wire(wire)
+
+
+def test_swarm_id_is_a_stable_hash_of_the_whole_policy():
+    policy = Policy()
+    assert policy.swarm_id == Policy().swarm_id
+    assert len(policy.swarm_id) == SWARM_ID_HEX
+    assert policy.topic == f"/arnode/{policy.swarm_id}/records/1"
+    changed = {"name": "lab", "min_runs": 3, "min_authors": 2, "sigma_floor_ubpb": 1, "budget": 60}
+    changed |= {"budget_kind": "tokens", "dataset": "climbmix", "eval_version": 2}
+    ids = {dataclasses.replace(policy, **{field: value}).swarm_id for field, value in changed.items()}
+    assert len(ids) == len(changed) and policy.swarm_id not in ids
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 65}, "name"),
+        ({"min_runs": 0}, "min_runs"),
+        ({"min_authors": 3, "min_runs": 2}, "cannot exceed"),
+        ({"sigma_floor_ubpb": 1.5}, "sigma_floor_ubpb"),
+        ({"budget": True}, "budget"),
+        ({"budget_kind": "hours"}, "budget_kind"),
+        ({"budget_kind": ["seconds"]}, "budget_kind"),
+        ({"dataset": "Not A Slug"}, "slug"),
+    ],
+)
+def test_a_bad_policy_is_rejected(changes, reason):
+    with pytest.raises(ConfigError, match=reason):
+        Policy(**changes)
+
+
+def test_policy_admits_only_its_own_budget_data_and_eval():
+    policy = Policy(budget=300, dataset="climbmix", eval_version=1)
+    assert policy.admits(TRACK)
+    assert policy.admits(dataclasses.replace(TRACK, hardware="cpu-x1", tokenizer="bpe4096"))
+    assert not policy.admits(dataclasses.replace(TRACK, budget=60))
+    assert not policy.admits(dataclasses.replace(TRACK, dataset="shakespeare"))
+    assert not policy.admits(dataclasses.replace(TRACK, eval_version=2))
+
+
+def test_swarm_file_round_trips():
+    policy = Policy(name='lab "north"\n', min_runs=3, min_authors=2, dataset="climbmix")
+    assert parse_swarm_file(format_swarm_file(PSK, policy)) == (PSK, policy)
+
+
+GOOD_FILE = format_swarm_file(PSK, Policy(min_runs=2))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not toml at all [",
+        GOOD_FILE.replace(PSK.hex(), "zz" * PSK_BYTES),
+        GOOD_FILE.replace(PSK.hex(), PSK.hex()[:-2]),
+        GOOD_FILE.replace("psk =", "key ="),
+        GOOD_FILE.replace("[policy]", "[rules]"),
+        GOOD_FILE.replace("min_runs = 2", "min_runs = 0"),
+        GOOD_FILE.replace("min_runs = 2", 'min_runs = "2"'),
+        GOOD_FILE + "surprise = 1\n",
+        GOOD_FILE.replace(f'psk = "{PSK.hex()}"', "psk = 5"),
+        'psk = "00"\npolicy = 3\n',
+    ],
+    ids=[
+        "empty",
+        "not toml",
+        "psk not hex",
+        "psk too short",
+        "psk missing",
+        "policy missing",
+        "policy invalid",
+        "wrong type",
+        "unknown field",
+        "psk not text",
+        "policy not a table",
+    ],
+)
+def test_a_corrupt_swarm_file_is_a_config_error_on_one_line(text):
+    with pytest.raises(ConfigError) as caught:
+        parse_swarm_file(text)
+    assert "\n" not in str(caught.value)
