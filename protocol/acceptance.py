@@ -128,34 +128,35 @@ class Lineage:
     """
 
     def __init__(self, ordered: list[Run]) -> None:
-        self._claims: dict[str, list[tuple[str, Mapping[str, Any]]]] = defaultdict(list)
+        # distinct claims per config, earliest first: many runs repeat the same link
+        self._claims: dict[str, dict[tuple[str, tuple], tuple[str, Mapping[str, Any]]]] = defaultdict(dict)
         for run in ordered:
-            self._claims[run.config].append((run.parent, run.diff))
+            self._claims[run.config].setdefault((run.parent, tuple(sorted(run.diff.items()))), (run.parent, run.diff))
         self._full: dict[str, Config | None] = {}
         self.link: dict[str, tuple[str, Mapping[str, Any]]] = {}  # config -> its true (parent, diff)
 
     def resolve(self, config: str) -> Config | None:
         """The full config, or None when no chain of true links leads back to a default."""
-        pending = [config]
+        pending, waiting = [config], {config}
         while pending:  # iterative depth-first: lineages can be long
             current = pending[-1]
-            if current in self._full:
-                pending.pop()
-                continue
             if current in ROOTS:
                 self._full[current] = default_config(ROOTS[current])
-                pending.pop()
+            if current in self._full:
+                waiting.discard(pending.pop())
                 continue
-            unresolved = [p for p, _ in self._claims.get(current, ()) if p not in self._full and p not in pending]
-            if unresolved:
-                pending.append(unresolved[0])
+            parents = (parent for parent, _ in self._claims.get(current, {}).values())
+            unresolved = next((p for p in parents if p not in self._full and p not in waiting), None)
+            if unresolved is not None:
+                pending.append(unresolved)
+                waiting.add(unresolved)
                 continue
             self._full[current] = self._first_true_link(current)
-            pending.pop()
+            waiting.discard(pending.pop())
         return self._full[config]
 
     def _first_true_link(self, config: str) -> Config | None:
-        for parent, diff in self._claims.get(config, ()):
+        for parent, diff in self._claims.get(config, {}).values():
             base = self._full.get(parent)
             if base is None:
                 continue
