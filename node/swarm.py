@@ -11,10 +11,8 @@ New records, from either path, are reported through ``on_record(record, via)`` w
 memory channel with ``send_nowait``). It is not called for records this node publishes itself.
 """
 
-import contextlib
 import logging
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,7 +26,9 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from node import sync
+from node.addresses import shareable_addrs
 from node.claims import ClaimBook
+from node.errors import NodeError
 from node.host import build_host, build_pubsub
 from node.keeper import Keeper
 from node.ledger import Ledger
@@ -122,6 +122,8 @@ class Swarm:
             background_trio_service(self.pubsub.router),
             self.host.run([multiaddr.Multiaddr(self.listen)]),
         ):
+            if not self.host.get_addrs():  # the library logs a failed listen and carries on deaf
+                raise NodeError(f"cannot listen on {self.listen}: the port is in use or the address is not ours")
             records = await self.pubsub.subscribe(self.policy.topic)
             announcements = await self.pubsub.subscribe(self.announce_topic)
             try:
@@ -142,7 +144,7 @@ class Swarm:
         """Our dialable addresses, each ending in /p2p/<peer id>; a wildcard becomes this machine's IPs."""
         found: list[str] = []
         for addr in map(str, self.host.get_addrs()):
-            for usable in _expand_wildcard(addr):
+            for usable in shareable_addrs(addr):
                 if usable not in found:
                     found.append(usable)
         return found
@@ -395,23 +397,6 @@ class _ConnectionEvents(INotifee):
 async def _drain(subscription: Any) -> None:
     while True:
         await subscription.get()
-
-
-def _expand_wildcard(addr: str) -> list[str]:
-    if "/ip4/0.0.0.0/" not in addr:
-        return [] if "/ip6/::/" in addr else [addr]
-    return [addr.replace("/ip4/0.0.0.0/", f"/ip4/{ip}/") for ip in _local_ipv4s()]
-
-
-def _local_ipv4s() -> list[str]:
-    """This machine's IPv4 addresses: loopback, the host name's, and the one the default route uses."""
-    found = {"127.0.0.1"}
-    with contextlib.suppress(OSError):
-        found |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it only picks a route
-        found.add(probe.getsockname()[0])
-    return sorted(found, key=lambda ip: (ip.startswith("127."), ip))
 
 
 def _remote(conn: INetConn) -> list[Any]:

@@ -1,0 +1,77 @@
+"""How a running node talks to its human: log lines to stderr and a file, and a live view on a TTY."""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import trio
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REFRESH_S = 1.0
+console = Console(stderr=True)
+
+
+def setup_logging(log_file: Path, debug: bool, live: bool) -> None:
+    """Everything to the log file; stderr gets plain lines, or rich lines above the live view."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    stderr_handler = RichHandler(console=console, show_path=False) if live else logging.StreamHandler(sys.stderr)
+    if not live:
+        stderr_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.handlers = [file_handler, stderr_handler]
+    if not debug:
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # the library reports peers' faults as its errors
+
+
+async def run_with_view(daemon) -> None:
+    """Run the daemon with a status panel that redraws every second until it stops."""
+    with Live(_render(daemon), console=console, refresh_per_second=2, transient=True) as live:
+        async with trio.open_nursery() as nursery:
+
+            async def redraw() -> None:
+                while True:
+                    await trio.sleep(REFRESH_S)
+                    live.update(_render(daemon))
+
+            nursery.start_soon(redraw)
+            await daemon.run()
+            nursery.cancel_scope.cancel()
+
+
+def _render(daemon) -> Group:
+    status = daemon.status()
+    best = status["best"]
+    table = Table.grid(padding=(0, 2))
+    table.add_row("node", status["peer_id"], "peers", str(status["peers"]))
+    table.add_row("track", status["track"], "records", str(status["records"]))
+    table.add_row("best", f"{best['val_bpb']:.6f} ({best['config'][:10]}, {best['runs']} runs)" if best else "none yet")
+    parts: list = [table]
+    for worker in status["workers"]:
+        parts.append(_worker_line(worker, daemon.track))
+    return Group(*parts)
+
+
+def _worker_line(worker: dict, track) -> Table:
+    line = Table.grid(padding=(0, 1))
+    current = worker["current"]
+    if current is None:
+        line.add_row(worker["name"], worker["idle_reason"] or "choosing the next experiment")
+        return line
+    elapsed = time.time() - current["started"]
+    label = f"{current['kind']} {current['config'][:10]} seed {current['seed']}"
+    if track.budget_kind == "seconds":
+        # startup and evaluation come on top of the budget, so this is a floor on the time left
+        bar = ProgressBar(total=track.budget, completed=min(elapsed, track.budget), width=30)
+        line.add_row(worker["name"], label, bar, f"{max(0, track.budget - elapsed):.0f} s left")
+    else:
+        line.add_row(worker["name"], label, f"{elapsed:.0f} s")
+    return line

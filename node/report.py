@@ -1,0 +1,161 @@
+"""What `arnode results`, `best`, `export` and `plot` show: rows derived from the ledger's views."""
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from protocol.acceptance import UBPB, ConfigStats, TrackView
+from protocol.config import PROFILES, ROOTS, default_config, diff_between
+from protocol.errors import ProtocolError
+from protocol.records import Record
+
+TSV_HEADER = ("commit", "val_bpb", "memory_gb", "status", "description")
+
+
+def record_row(record: Record) -> dict[str, Any]:
+    """One record as plain JSON-ready data."""
+    body = record.body
+    result = record.kind == "result"
+    return {
+        "id": record.hex_id,
+        "kind": record.kind,
+        "author": record.author,
+        "ts_ms": record.ts_ms,
+        "track": record.track.key,
+        "config_hash": body["config"] if result else None,
+        "parent": body["parent"],
+        "diff": body["diff"],
+        "outcome": body["outcome"] if result else None,
+        "val_bpb": body["val_bpb"] / UBPB if result and body["val_bpb"] is not None else None,
+        "replicates": body["replicates"].hex() if result and body["replicates"] else None,
+        "seed": body["seed"] if result else None,
+        "proposer": body["proposer"] if result else None,
+        "hypothesis": body["hypothesis"] if result else body["rationale"],
+        "error": body["error"] if result else "",
+        "metrics": body["metrics"] if result else None,
+    }
+
+
+def diff_in_words(config: str, resolve) -> str:
+    """The config's changes against its profile default, e.g. 'depth 4->6, matrix_lr 0.04->0.05'."""
+    if config in ROOTS:
+        return "default"
+    try:
+        full = resolve(config)
+    except ProtocolError:
+        return "(lineage incomplete)"
+    # the profile default it differs from least: display only, so the heuristic is harmless
+    base = min((default_config(profile) for profile in PROFILES), key=lambda d: len(diff_between(d, full)))
+    changes = diff_between(base, full)
+    changes.pop("seed", None)
+    return ", ".join(f"{name} {base[name]}->{value}" for name, value in changes.items()) or "default"
+
+
+def leaderboard_rows(view: TrackView, resolve, limit: int | None) -> list[dict[str, Any]]:
+    rows = []
+    for rank, stats in enumerate(view.leaderboard[:limit], start=1):
+        rows.append(
+            {
+                "rank": rank,
+                "config_hash": stats.config,
+                "val_bpb": stats.evidence_mean,
+                "mean_all_runs": stats.mean,
+                "runs": stats.runs,
+                "failures": stats.failures,
+                "authors": stats.authors,
+                "verified": stats.verified,
+                "accepted": stats.accepted,
+                "best": view.best is not None and stats.config == view.best.config,
+                "candidate": stats in view.candidates,
+                "diff": diff_in_words(stats.config, resolve),
+                "contributors": sorted(stats.contributors),
+            }
+        )
+    return rows
+
+
+def best_summary(view: TrackView, resolve) -> dict[str, Any] | None:
+    best: ConfigStats | None = view.best
+    if best is None:
+        return None
+    return {
+        "track": view.track.key,
+        "config_hash": best.config,
+        "config": resolve(best.config),
+        "val_bpb": best.evidence_mean,
+        "runs": best.runs,
+        "evidence_runs": best.evidence_runs,
+        "authors": best.authors,
+        "sigma": view.sigma,
+        "sigma_df": view.sigma_df,
+        "changes": diff_in_words(best.config, resolve),
+    }
+
+
+def export_rows(records: Iterable[Record], views: Mapping[str, TrackView]) -> list[tuple[str, ...]]:
+    """autoresearch's results.tsv rows: the record ID stands in for the commit."""
+    rows = []
+    for record in records:
+        if record.kind != "result":
+            continue
+        body = record.body
+        view = views.get(record.track.key)
+        accepted = view is not None and any(s.config == body["config"] and s.accepted for s in view.leaderboard)
+        status = "crash" if body["outcome"] != "ok" else ("keep" if accepted else "discard")
+        bpb = f"{body['val_bpb'] / UBPB:.6f}" if body["val_bpb"] is not None else "0.000000"
+        memory = body["metrics"]["peak_mem_mb"]
+        memory_gb = f"{memory / 1024:.1f}" if memory is not None else "0.0"
+        description = " ".join((body["hypothesis"] or body["error"] or body["outcome"]).split())
+        rows.append((record.hex_id[:12], bpb, memory_gb, status, description))
+    return rows
+
+
+def plot_progress(records: list[Record], views: Mapping[str, TrackView], path: Path) -> int:
+    """val_bpb over experiments per track, kept/discarded/crashed, with the running best; returns tracks drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracks = sorted({r.track.key for r in records if r.kind == "result"})
+    figure, axes = plt.subplots(len(tracks) or 1, 1, figsize=(10, 4 * max(1, len(tracks))), squeeze=False)
+    for axis, track in zip(axes[:, 0], tracks, strict=False):
+        _plot_track(axis, [r for r in records if r.kind == "result" and r.track.key == track], views.get(track))
+        axis.set_title(track)
+    if not tracks:
+        axes[0, 0].set_title("no results yet")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return len(tracks)
+
+
+def _plot_track(axis, results: list[Record], view: TrackView | None) -> None:
+    accepted = {s.config for s in view.leaderboard if s.accepted} if view else set()
+    ok = [
+        (i, r.body["val_bpb"] / UBPB, r.body["config"] in accepted) for i, r in enumerate(results) if r.body["val_bpb"]
+    ]
+    crashed = [i for i, r in enumerate(results) if r.body["outcome"] != "ok"]
+    kept = [(i, bpb) for i, bpb, keep in ok if keep]
+    discarded = [(i, bpb) for i, bpb, keep in ok if not keep]
+    if discarded:
+        axis.scatter(*zip(*discarded, strict=True), color="0.6", s=14, label="discarded")
+    if kept:
+        axis.scatter(*zip(*kept, strict=True), color="tab:green", s=22, label="kept (accepted config)")
+    if ok:
+        top = max(bpb for _, bpb, _ in ok)
+        if crashed:
+            axis.scatter(crashed, [top] * len(crashed), color="tab:red", marker="x", s=20, label="crashed")
+        steps, running = [], float("inf")
+        for i, bpb, _ in ok:
+            running = min(running, bpb)
+            steps.append((i, running))
+        axis.step(*zip(*steps, strict=True), where="post", color="tab:blue", label="running best run")
+    axis.set_xlabel("experiment #")
+    axis.set_ylabel("val_bpb")
+    axis.legend(loc="upper right")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)

@@ -1,0 +1,111 @@
+"""One experiment as a child process: ``python -m trainer``, a hard deadline, and a log we keep.
+
+Whatever happens in training (a crash, NaN, OOM, a hang), the daemon only sees an outcome here:
+the child's RESULT.json when it wrote one, otherwise what we observed from outside.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+log = logging.getLogger("arnode.runner")
+
+STOP_GRACE_S = 5  # SIGTERM, then SIGKILL this much later
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class TrainerOutcome:
+    outcome: str  # ok, crash, timeout, diverged, killed
+    result: dict[str, Any] | None  # the child's RESULT.json, when it wrote one
+    error: str
+    log_digest: str  # SHA-256 hex of the full log
+    wall_s: float
+
+
+class TrainerRun:
+    """Runs one spec in ``run_dir`` (spec.json, log.txt, result.json); ``stop()`` ends it as 'killed'."""
+
+    def __init__(self, spec: dict[str, Any], run_dir: Path, timeout_s: float, env: dict[str, str] | None = None):
+        self.spec, self.run_dir, self.timeout_s, self.env = spec, run_dir, timeout_s, env
+        self.started = time.monotonic()
+        self.last_line = ""
+        self._stop = trio.CancelScope()
+
+    def stop(self) -> None:
+        self._stop.cancel()
+
+    async def run(self) -> TrainerOutcome:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        spec_file, result_file, log_file = (self.run_dir / name for name in ("spec.json", "result.json", "log.txt"))
+        spec_file.write_text(json.dumps(self.spec, indent=1))
+        command = [sys.executable, "-m", "trainer", "--spec", str(spec_file), "--out", str(result_file)]
+        with self._stop, trio.move_on_after(self.timeout_s) as deadline, log_file.open("wb") as sink:
+            returncode = await self._run_child(command, sink)
+        if self._stop.cancelled_caught:
+            return self._finish("killed", None, "stopped by the node before the run finished", log_file)
+        if deadline.cancelled_caught:
+            return self._finish("timeout", None, f"killed after the hard limit of {self.timeout_s:.0f} s", log_file)
+        result = _read_result(result_file)
+        if result is None:
+            return self._finish("crash", None, self.last_line or f"trainer exited with code {returncode}", log_file)
+        return self._finish(result["outcome"], result, result.get("error") or "", log_file)
+
+    async def _run_child(self, command: list[str], sink) -> int:
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        try:
+            buffer = b""
+            while chunk := await process.stdout.receive_some(65536):
+                sink.write(chunk)
+                buffer = (buffer + chunk)[-4096:]
+                lines = [line for line in buffer.decode("utf-8", "replace").splitlines() if line.strip()]
+                self.last_line = lines[-1].strip()[:MAX_ERROR_CHARS] if lines else self.last_line
+            return await process.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                await _terminate(process)
+
+    def _finish(self, outcome: str, result: dict | None, error: str, log_file: Path) -> TrainerOutcome:
+        digest = hashlib.sha256(log_file.read_bytes() if log_file.exists() else b"").hexdigest()
+        wall_s = time.monotonic() - self.started
+        log.info("run %s: %s in %.0f s%s", self.run_dir.name, outcome, wall_s, f" ({error})" if error else "")
+        return TrainerOutcome(outcome, result, _one_line(error), digest, wall_s)
+
+
+async def _terminate(process: trio.Process) -> None:
+    """Stop the child's whole process group (compile workers included): SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with trio.move_on_after(STOP_GRACE_S):
+            await process.wait()
+            return
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """The child's result, or None when it wrote none or wrote something we cannot use."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("outcome") not in ("ok", "crash", "timeout", "diverged"):
+        return None
+    return result
+
+
+def _one_line(text: str) -> str:
+    printable = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(printable.split())[:MAX_ERROR_CHARS]

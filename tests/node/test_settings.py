@@ -1,0 +1,38 @@
+import pytest
+
+from node.errors import NodeError
+from node.settings import Settings, load_settings, write_default_settings
+
+
+def test_the_default_file_is_commented_and_loads_as_the_defaults(tmp_path):
+    path = tmp_path / "config.toml"
+    assert write_default_settings(path)
+    assert "#" in path.read_text()
+    assert load_settings(path) == Settings()
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('device = "cpu"\n')
+    assert not write_default_settings(path)
+    assert load_settings(path).device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[work", "unreadable"),
+        ("devise = 'cpu'", "unknown key devise"),
+        ("device = 3", "device must be a str"),
+        ("[work]\nverify = -1", "work.verify must be a non-negative number"),
+        ("[llm]\nmodle = 'x'", "unknown key llm.modle"),
+        ("work = 3", "work must be a table"),
+    ],
+)
+def test_a_bad_file_gives_one_line_naming_the_file_and_key(tmp_path, text, words):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(NodeError) as err:
+        load_settings(path)
+    assert str(path) in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+    assert path.read_text() == text

@@ -1,0 +1,142 @@
+"""The `arnode` command as a user runs it: subprocesses on a temporary home."""
+
+import csv
+import io
+import socket
+
+import pytest
+
+from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json
+from tests.node.swarm_process import wait_until
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory):
+    """A home whose daemon ran two tiny experiments and stopped on SIGINT."""
+    home = tmp_path_factory.mktemp("cli") / "node"
+    assert arnode(home, "init").returncode == 0
+    daemon = Daemon(home, "--listen", LOOPBACK, "--max-steps", "2", "--max-experiments", "2")
+    try:
+        daemon.wait_ready()
+        wait_until(lambda: daemon.experiments() >= 2, 300, interval=1, what="two experiments")
+        status = daemon.status()
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.output()[-3000:]
+    return home, status, daemon.output()
+
+
+def test_init_prints_the_peer_id_and_shareable_multiaddrs_and_is_idempotent(tmp_path):
+    home = tmp_path / "node"
+    first = arnode_json(home, "init")
+    assert first["peer_id"].startswith("12D3KooW")
+    assert all(addr.endswith(f"/p2p/{first['peer_id']}") for addr in first["multiaddrs"])
+    identity = (home / "identity.pem").read_bytes()
+    assert arnode_json(home, "init") == first and (home / "identity.pem").read_bytes() == identity
+    assert oct((home / "identity.pem").stat().st_mode & 0o777) == "0o600"
+    assert (home / "program.md").exists() and "#" in (home / "config.toml").read_text()
+
+
+def test_start_runs_experiments_then_stays_up_as_a_peer_and_stops_cleanly(solo):
+    _, status, output = solo
+    assert [worker["experiments"] for worker in status["workers"]] == [2]
+    assert "done 2 experiments" in status["workers"][0]["idle_reason"]
+    assert "SIGINT: stopping" in output and "Traceback" not in output
+
+
+def test_results_show_both_runs_in_every_format(solo):
+    home, _, _ = solo
+    records = arnode_json(home, "results", "--all")
+    assert len(records) == 2 and {r["outcome"] for r in records} == {"ok"}
+    for record in records:
+        assert {
+            "id",
+            "kind",
+            "author",
+            "ts_ms",
+            "track",
+            "config_hash",
+            "parent",
+            "diff",
+            "outcome",
+            "val_bpb",
+            "replicates",
+            "seed",
+            "proposer",
+        } <= set(record)
+        assert isinstance(record["val_bpb"], float) and record["replicates"] is None
+    board = arnode_json(home, "results")
+    assert board[0]["runs"] == 2 and board[0]["diff"] == "default"
+    text = arnode(home, "results")
+    assert text.returncode == 0 and board[0]["config_hash"][:10] in text.stdout
+    tsv = arnode(home, "results", "--tsv").stdout.splitlines()
+    assert tsv[0].split("\t")[0] == "rank" and len(tsv) == 2
+
+
+def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tmp_path):
+    home, _, _ = solo
+    assert arnode_json(home, "best") == []  # the solo policy wants 4 runs before anything is verified
+    rows = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))
+    assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    assert len(rows) == 3 and {row[3] for row in rows[1:]} == {"discard"}
+    png = tmp_path / "progress.png"
+    done = arnode(home, "plot", "-o", str(png))
+    assert done.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def error_of(done) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_status_without_a_daemon_says_so_in_one_line(tmp_path):
+    assert "no arnode daemon is running" in error_of(arnode(tmp_path / "node", "status"))
+
+
+def test_a_corrupt_config_file_is_named_and_left_alone(tmp_path):
+    home = tmp_path / "node"
+    arnode(home, "init")
+    (home / "config.toml").write_text("listen = [\n")
+    line = error_of(arnode(home, "start", "--listen", LOOPBACK))
+    assert "config.toml" in line and (home / "config.toml").read_text() == "listen = [\n"
+
+
+def test_a_corrupt_identity_is_named_and_never_overwritten(tmp_path):
+    home = tmp_path / "node"
+    home.mkdir()
+    (home / "identity.pem").write_bytes(b"not a key")
+    assert "identity.pem" in error_of(arnode(home, "init"))
+    assert (home / "identity.pem").read_bytes() == b"not a key"
+
+
+def test_a_corrupt_or_missing_swarm_file_is_named(tmp_path):
+    bad = tmp_path / "swarm.toml"
+    bad.write_text("psk = 'short'\n")
+    assert "swarm.toml" in error_of(arnode(tmp_path / "node", "start", "--swarm-key", str(bad)))
+    assert "does not exist" in error_of(arnode(tmp_path / "node", "start", "--swarm-key", str(tmp_path / "no.toml")))
+
+
+def test_a_bad_bootstrap_line_is_reported_with_its_number_and_a_missing_file_is_an_error(tmp_path):
+    assert "nope.txt" in error_of(arnode(tmp_path / "node", "start", "--bootstrap", str(tmp_path / "nope.txt")))
+
+
+def test_a_port_in_use_gives_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = error_of(arnode(tmp_path / "node", "start", "--listen", f"/ip4/127.0.0.1/tcp/{port}", timeout=60))
+    assert str(port) in line and "in use" in line
+
+
+def test_cuda_without_a_gpu_gives_one_line(tmp_path):
+    assert "no NVIDIA GPU" in error_of(arnode(tmp_path / "node", "start", "--device", "cuda"))
+
+
+def test_budget_flags_that_contradict_the_swarm_file_are_refused(tmp_path):
+    home = tmp_path / "node"
+    assert arnode(home, "swarm", "new-key", "--budget-kind", "steps", "--budget", "5").returncode == 0
+    assert "fixes runs at 5 steps" in error_of(arnode(home, "start", "--budget-seconds", "60"))
+    shown = arnode_json(home, "swarm", "show")
+    assert shown["budget"] == 5 and len(shown["swarm_id"]) == 32

@@ -1,0 +1,83 @@
+"""``python -m trainer --spec SPEC.json --out RESULT.json``: run one experiment, write one result.
+
+Exit codes: 0 when RESULT.json was written (whatever the outcome), 2 for an invalid spec (one
+line on stderr), 1 otherwise. RESULT.json appears atomically, at the very end, or not at all.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.report import code_hash, one_line, summary, write_result
+from trainer.spec import Spec, SpecError, check_spec
+
+
+def load_spec(path: str) -> Spec:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise SpecError(f"cannot read spec {path}: {err.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SpecError(f"spec {path} is not JSON: {err}") from None
+    return check_spec(raw)
+
+
+def build_result(spec: Spec, stats: Any, outcome: str, error: str, total_seconds: float) -> dict[str, Any]:
+    import torch
+
+    device = stats.device
+    mfu = stats.mfu
+    bpb = stats.val_bpb if outcome == "ok" else None
+    return {
+        "outcome": outcome,
+        "error": error,
+        "val_bpb": bpb,
+        "val_bpb_ubpb": round(bpb * 1e6) if bpb is not None else None,
+        "steps": stats.steps,
+        "tokens": stats.tokens,
+        "train_ms": round(stats.train_seconds * 1000),
+        "total_ms": round(total_seconds * 1000),
+        "tokens_per_s": round(stats.tokens_per_s),
+        "mfu_ppm": round(mfu * 1e6) if mfu is not None else None,
+        "peak_mem_mb": device.peak_memory_mb() if device else None,
+        "params": stats.params,
+        "depth": spec.config["depth"],
+        "device": device.kind if device else spec.device,
+        "hardware": device.hardware if device else None,
+        "torch": torch.__version__,
+        "code": code_hash(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="the experiment, as JSON")
+    parser.add_argument("--out", required=True, help="where to write RESULT.json")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        print(f"trainer: invalid spec: {err}", file=sys.stderr)
+        return 2
+
+    from trainer.train import Diverged, Stats, run  # torch is imported only for a valid spec
+
+    stats, outcome, error = Stats(), "ok", ""
+    try:
+        run(spec, stats, log=lambda line: print(line, flush=True))
+    except Diverged as err:
+        outcome, error = "diverged", one_line(str(err))
+    except Exception as err:
+        outcome, error = "crash", one_line(err)
+    result = build_result(spec, stats, outcome, error, time.perf_counter() - started)
+    print(summary(result), flush=True)
+    write_result(Path(args.out), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Datasets as token streams: documents, their BPE tokens (cached), training rows and the eval rows.
+
+Every document is stored and streamed as a uint16 array that begins with BOS, so a document
+boundary is wherever BOS appears.
+"""
+
+import io
+import lzma
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import tiktoken
+
+from trainer import climbmix, tokenizer
+from trainer.atomic import atomic_write
+from trainer.climbmix import DataError
+from trainer.packing import pack_rows
+from trainer.spec import EvalSplit, Spec
+
+SHAKESPEARE_FILE = Path(__file__).with_name("data") / "shakespeare.txt.xz"
+SHAKESPEARE_VAL = ("hamlet", "tempest")  # pinned: changing it needs a new eval version
+SHAKESPEARE_DOC_CHARS = 250  # speeches grouped into documents of about this size
+CLIMBMIX_TOKENIZER_CHARS = 500_000_000
+SEPARATOR = "\x1e"
+ENCODE_THREADS = max(1, min(8, os.cpu_count() or 1))
+
+
+@cache
+def shakespeare_works() -> dict[str, str]:
+    """Work name -> text, from the embedded corpus."""
+    try:
+        corpus = lzma.decompress(SHAKESPEARE_FILE.read_bytes()).decode("utf-8")
+    except (OSError, lzma.LZMAError) as err:
+        raise DataError(f"the embedded corpus {SHAKESPEARE_FILE.name} is unreadable: {err}") from None
+    works = (record.split("\n", 1) for record in corpus.split(SEPARATOR)[1:])
+    return {name: text for name, text in works}
+
+
+def group_paragraphs(text: str, target_chars: int = SHAKESPEARE_DOC_CHARS) -> list[str]:
+    """Cut a long work into documents of whole paragraphs, each about ``target_chars`` long."""
+    documents, current = [], ""
+    for paragraph in text.split("\n\n"):
+        if not paragraph.strip():
+            continue
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+        if len(current) >= target_chars:
+            documents.append(current)
+            current = ""
+    return [*documents, current] if current else documents
+
+
+def shakespeare_texts(split: str) -> Iterator[str]:
+    for name, text in sorted(shakespeare_works().items()):
+        if (name in SHAKESPEARE_VAL) == (split == "val"):
+            yield from group_paragraphs(text)
+
+
+def encode_documents(encoding: tiktoken.Encoding, texts: list[str]) -> np.ndarray:
+    """Documents as one uint16 array, each document prefixed with BOS."""
+    bos = encoding._special_tokens[tokenizer.BOS]
+    out = []
+    for ids in encoding.encode_ordinary_batch(texts, num_threads=ENCODE_THREADS):
+        out.append(bos)
+        out.extend(ids)
+    return np.array(out, dtype=np.uint16)
+
+
+def split_documents(tokens: np.ndarray, bos: int) -> list[np.ndarray]:
+    return np.split(tokens, np.flatnonzero(tokens == bos)[1:])
+
+
+class Corpus:
+    """One dataset with its tokenizer, its cached token arrays and its pinned validation split."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.name = spec.dataset.name
+        self.data_dir = spec.data_dir / self.name
+        self.cache_dir = spec.cache_dir / "tokens" / f"{self.name}-{spec.dataset.tokenizer}"
+        path = spec.cache_dir / "tokenizers" / f"{self.name}-{spec.dataset.tokenizer}.json"
+        self.encoding = tokenizer.load_or_train(
+            path, self._tokenizer_texts(), spec.dataset.vocab_size, f"{self.name}-{spec.dataset.tokenizer}"
+        )
+        self.bos = self.encoding._special_tokens[tokenizer.BOS]
+
+    def _tokenizer_texts(self) -> Iterator[str]:
+        if self.name == "shakespeare":
+            yield from shakespeare_texts("train")
+            return
+        budget = CLIMBMIX_TOKENIZER_CHARS
+        for index in climbmix.train_shards():
+            for text in climbmix.shard_texts(climbmix.download(index, self.data_dir)):
+                yield text
+                budget -= len(text)
+                if budget <= 0:
+                    return
+
+    def _cached_tokens(self, key: str, texts: Iterator[str]) -> np.ndarray:
+        path = self.cache_dir / f"{key}.npy"
+        if path.exists():
+            return np.load(path)
+        tokens = encode_documents(self.encoding, list(texts))
+        atomic_write(path, _npy_bytes(tokens))
+        return tokens
+
+    def split_tokens(self, split: str) -> np.ndarray:
+        """All tokens of the shakespeare split, or of one climbmix shard (``split`` = shard index)."""
+        if self.name == "shakespeare":
+            return self._cached_tokens(split, shakespeare_texts(split))
+        index = climbmix.VAL_SHARD if split == "val" else int(split)
+        path = climbmix.download(index, self.data_dir)
+        return self._cached_tokens(f"shard_{index:05d}", climbmix.shard_texts(path))
+
+    def train_documents(self, seed: int) -> Iterator[np.ndarray]:
+        """An endless stream of training documents; the seed orders the embedded corpus's epochs."""
+        if self.name == "shakespeare":
+            documents = split_documents(self.split_tokens("train"), self.bos)
+            for epoch in count():
+                order = np.random.default_rng([seed, epoch]).permutation(len(documents))
+                yield from (documents[i] for i in order)
+        # climbmix shards are already shuffled: stream them in order, preparing the next one meanwhile
+        with ThreadPoolExecutor(max_workers=1) as prefetch:
+            shards = (index for _ in count() for index in climbmix.train_shards())
+            upcoming: Future = prefetch.submit(self.split_tokens, str(next(shards)))
+            while True:
+                tokens = upcoming.result()
+                upcoming = prefetch.submit(self.split_tokens, str(next(shards)))
+                yield from split_documents(tokens, self.bos)
+
+    def eval_rows(self, split: EvalSplit) -> np.ndarray:
+        """The frozen evaluation rows: validation documents in order, packed into seq_len + 1 tokens."""
+        n_rows = split.tokens // split.seq_len
+        documents = split_documents(self.split_tokens("val"), self.bos)
+        rows = [row for _, row in zip(range(n_rows), pack_rows(documents, split.seq_len + 1), strict=False)]
+        if len(rows) < n_rows:
+            raise DataError(f"{self.name} validation split has {len(rows)} rows, the eval needs {n_rows}")
+        return np.stack(rows)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()

@@ -1,0 +1,61 @@
+"""RESULT.json and the autoresearch-style summary block, without importing torch."""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trainer.atomic import atomic_write
+
+PACKAGE = Path(__file__).parent
+ERROR_CHARS = 300  # what a result record can carry
+OUTCOMES = ("ok", "crash", "timeout", "diverged")
+RECORD_METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
+
+
+def code_hash() -> str:
+    """SHA-256 of the trainer's source: every .py file of the package, by relative path, sorted."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py"), key=lambda p: p.relative_to(PACKAGE).as_posix()):
+        name = path.relative_to(PACKAGE).as_posix().encode()
+        content = path.read_bytes()
+        digest.update(b"%d:%s%d:" % (len(name), name, len(content)) + content)
+    return digest.hexdigest()
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error as one line of at most ERROR_CHARS characters."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:ERROR_CHARS]
+
+
+def record_metrics(result: Mapping[str, Any]) -> dict[str, int | None]:
+    """The integer metrics of a result record, taken from a RESULT."""
+    return {name: result[name] for name in RECORD_METRICS}
+
+
+def write_result(path: Path, result: Mapping[str, Any]) -> None:
+    atomic_write(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+
+
+def summary(result: Mapping[str, Any]) -> str:
+    """autoresearch's closing block, so ``grep "^val_bpb:"`` works on our logs too."""
+    bpb = result["val_bpb"]
+    mfu = result["mfu_ppm"]
+    lines = {
+        "val_bpb": f"{bpb:.6f}" if bpb is not None else "nan",
+        "training_seconds": f"{result['train_ms'] / 1000:.1f}",
+        "total_seconds": f"{result['total_ms'] / 1000:.1f}",
+        "peak_vram_mb": f"{result['peak_mem_mb']:.1f}" if result["peak_mem_mb"] is not None else "n/a",
+        "mfu_percent": f"{mfu / 10_000:.2f}" if mfu is not None else "n/a",
+        "total_tokens_M": f"{result['tokens'] / 1e6:.1f}",
+        "num_steps": str(result["steps"]),
+        "num_params_M": f"{result['params'] / 1e6:.1f}",
+        "depth": str(result["depth"]),
+    }
+    body = "\n".join(f"{key + ':':<18}{value}" for key, value in lines.items())
+    return f"---\n{body}\noutcome:          {result['outcome']}" + (
+        f"\nerror:            {result['error']}" if result["error"] else ""
+    )
