@@ -25,7 +25,7 @@ from node.keyfile import load_or_create_identity
 from node.ledger import Ledger
 from node.live import run_with_view, setup_logging
 from node.settings import load_settings, write_default_settings
-from node.swarmfile import create_swarm_file, load_swarm_file
+from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
 from protocol.acceptance import UBPB
 from protocol.errors import ProtocolError
 from protocol.policy import Policy
@@ -169,6 +169,7 @@ def _join_or_found_swarm(args: argparse.Namespace, home: Home) -> tuple[bytes, P
                 f"swarm file {path} fixes runs at {policy.budget} {policy.budget_kind} on {policy.dataset}; "
                 "drop the budget/dataset flags, or use another --home for other runs"
             )
+        _adopt_swarm(home, psk, policy, path)
         return psk, policy
     policy = Policy(
         name="solo",
@@ -180,6 +181,16 @@ def _join_or_found_swarm(args: argparse.Namespace, home: Home) -> tuple[bytes, P
     psk = create_swarm_file(home.swarm_file, policy)
     print(f"founded solo swarm {policy.swarm_id} in {home.swarm_file}; share that file to invite others")
     return psk, policy
+
+
+def _adopt_swarm(home: Home, psk: bytes, policy: Policy, path: Path) -> None:
+    """Keep a copy of a joined swarm's file in the home, so later commands know the swarm."""
+    if not home.swarm_file.exists():
+        write_swarm_file(home.swarm_file, psk, policy)
+    elif load_swarm_file(home.swarm_file) != (psk, policy):
+        raise NodeError(
+            f"this home belongs to the swarm in {home.swarm_file}, not the one in {path}; use another --home"
+        )
 
 
 def _budget(args: argparse.Namespace) -> tuple[str | None, int | None]:

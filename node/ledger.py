@@ -191,6 +191,10 @@ class Ledger:
         for (raw,) in self._db.execute(query, (kind, kind)):
             yield decode(raw, _FAR_FUTURE_MS)
 
+    def records_by_id(self, record_ids: list[bytes]) -> list[Record]:
+        """Those of ``record_ids`` we hold, decoded, in (ts_ms, id) order within each chunk."""
+        return [decode(raw, _FAR_FUTURE_MS) for raw in self.get_many(record_ids)]
+
     def keys(self) -> list[Key]:
         """Every record's (ts_ms, id), in that order (read-only): what set reconciliation works on."""
         if self._keys[0] != self._count:

@@ -99,7 +99,9 @@ class ResearchLoop:
         log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
 
     async def run_one(self) -> Record:
+        started = time.monotonic()
         plan = await self._plan()
+        self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
         spec = build_spec(plan.config, self.track, self.device, self.cache_dir / "data", self.cache_dir)
         run_dir = self.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.config_hash[:8]}-{plan.config['seed']}"
@@ -109,13 +111,23 @@ class ResearchLoop:
             outcome = await self._run.run()
         finally:
             self._run = None
+            with trio.CancelScope(shield=True):
+                await self.swarm.release_claim(self.track.key, plan.config_hash)
         record = sign(self.identity, "result", plan.body(self.track, outcome), _now_ms())
         (run_dir / "record.bin").write_bytes(record.raw)
         with trio.CancelScope(shield=True):  # a finished result is shared even while we shut down
             await self.swarm.publish(record)
         self.status.experiments += 1
         self.status.current = None
-        self.status.last = {**plan.describe(), "outcome": outcome.outcome, "val_bpb": _bpb(record)}
+        # everything but the trainer's own wall time: planning (and the LLM), claiming, signing, publishing
+        overhead_s = time.monotonic() - started - outcome.wall_s
+        self.status.last = {
+            **plan.describe(),
+            "outcome": outcome.outcome,
+            "val_bpb": _bpb(record),
+            "trainer_s": round(outcome.wall_s, 3),
+            "overhead_s": round(overhead_s, 3),
+        }
         log.info(
             "%s: %s %s -> %s %s",
             self.status.name,
@@ -134,7 +146,7 @@ class ResearchLoop:
     async def _plan(self) -> "Plan":
         view = self.ledger.assess().get(self.track.key)
         now = _now_ms()
-        claims = [c for c in self.swarm.live_claims(now) if c.track_key == self.track.key]
+        claims = self._running_claims(now)
         claimed_by_others = {c.config for c in claims if c.author != self.identity.peer_id} | self._unrunnable
         rng = random.Random(self._state_seed(view))
         work = choose_work(view, self.root, self.identity.peer_id, claimed_by_others, self.policy, self.weights, rng)
@@ -162,6 +174,17 @@ class ResearchLoop:
         config = {**proposal.config, "seed": seed}
         return Plan("explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer)
 
+    def _running_claims(self, now_ms: int) -> list:
+        """Live claims on our track whose claimant has not published a result for them since."""
+        finished: dict[tuple[str, str], int] = {}
+        for run in self.ledger.runs(self.track.key):
+            finished[run.author, run.config] = max(run.ts_ms, finished.get((run.author, run.config), 0))
+        return [
+            claim
+            for claim in self.swarm.live_claims(now_ms)
+            if claim.track_key == self.track.key and finished.get((claim.author, claim.config), -1) < claim.ts_ms
+        ]
+
     def _state_seed(self, view: TrackView | None) -> int:
         """The same ledger state and worker give the same choices; new results change them."""
         runs = sum(s.runs + s.failures for s in view.leaderboard) if view else 0
@@ -171,23 +194,23 @@ class ResearchLoop:
     def _context(self, view: TrackView | None, claimed: set[str]) -> AgentContext:
         best = view.best if view else None
         best_hash = best.config if best else self.root
-        best_config = self.ledger.resolve_config(best_hash)
-        results = [r for r in self.ledger.records("result") if r.track == self.track]
-        done = {r.body["config"] for r in results if r.body["outcome"] != "killed"}
-        recent = [_past(r) for r in reversed(results) if r.body["parent"] == best_hash][:RECENT_RESULTS]
+        runs = self.ledger.runs(self.track.key)  # columns only: cheap even at 100k records
+        done = {run.config for run in runs if run.outcome != "killed"}
+        recent_ids = [run.id for run in reversed(runs) if run.parent == best_hash][:RECENT_RESULTS]
+        recent = sorted(self.ledger.records_by_id(recent_ids), key=lambda r: (r.ts_ms, r.id), reverse=True)
         hypotheses = [
             OpenHypothesis(h.body["parent"], h.body["diff"], h.body["rationale"], h.author)
-            for h in self.ledger.records("hypothesis")
-            if h.track.key == self.track.key and h.body["parent"] == best_hash
+            for h in self.ledger.pending_work(self.identity.peer_id).hypotheses
+            if h.track == self.track and h.body["parent"] == best_hash
         ]
         return AgentContext(
             track_key=self.track.key,
-            best_config=best_config,
+            best_config=self.ledger.resolve_config(best_hash),
             best_hash=best_hash,
             best_stats=best,
             sigma=view.sigma if view else None,
             leaderboard=view.leaderboard[:LEADERBOARD_HEAD] if view else (),
-            recent=tuple(recent),
+            recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),
             program=load_program(self.program_file),

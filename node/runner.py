@@ -59,6 +59,8 @@ class TrainerRun:
             return self._finish("timeout", None, f"killed after the hard limit of {self.timeout_s:.0f} s", log_file)
         result = _read_result(result_file)
         if result is None:
+            if returncode < 0:  # killed from outside, e.g. by the kernel's OOM killer
+                return self._finish("crash", None, f"trainer killed by {signal.Signals(-returncode).name}", log_file)
             return self._finish("crash", None, self.last_line or f"trainer exited with code {returncode}", log_file)
         return self._finish(result["outcome"], result, result.get("error") or "", log_file)
 

@@ -183,6 +183,10 @@ class Swarm:
         self.claims.add(announce.decode(data, ts), ts)
         await self._publish_send.send((self.announce_topic, data))
 
+    async def release_claim(self, track_key: str, config_hash: str) -> None:
+        """Withdraw our claim: a claim that expires a millisecond after it is made replaces it everywhere."""
+        await self.announce_claim(track_key, config_hash, ttl_s=0.001)
+
     def live_claims(self, now_ms: int) -> list[Claim]:
         return self.claims.live(now_ms)
 

@@ -25,6 +25,12 @@ def load_swarm_file(path: Path) -> tuple[bytes, Policy]:
 def create_swarm_file(path: Path, policy: Policy) -> bytes:
     """Write a new swarm file with a fresh key; refuse to replace an existing file."""
     psk = secrets.token_bytes(PSK_BYTES)
+    write_swarm_file(path, psk, policy)
+    return psk
+
+
+def write_swarm_file(path: Path, psk: bytes, policy: Policy) -> None:
+    """Write a swarm file, mode 0600 from the start; refuse to replace an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -32,4 +38,3 @@ def create_swarm_file(path: Path, policy: Policy) -> bytes:
         raise NodeError(f"swarm file {path} already exists; it is never overwritten") from None
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(format_swarm_file(psk, policy))
-    return psk

@@ -6,7 +6,9 @@ line on stderr), 1 otherwise. RESULT.json appears atomically, at the very end, o
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,21 @@ def build_result(spec: Spec, stats: Any, outcome: str, error: str, total_seconds
     }
 
 
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this process when the node that started it dies: nobody would ever read its result."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
+    exit_with_parent()
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="the experiment, as JSON")
     parser.add_argument("--out", required=True, help="where to write RESULT.json")

@@ -15,7 +15,6 @@ from node.claims import ClaimBook
 from node.errors import NodeError
 from node.host import build_host, build_pubsub
 from node.ratelimit import RateLimiter
-from node.swarm import _expand_wildcard
 from protocol.announce import Claim
 from protocol.identity import Identity
 
@@ -103,10 +102,3 @@ async def _exchange(count: int) -> int:
             for _ in range(count):
                 await subscription.get()
         return count
-
-
-def test_a_wildcard_listen_address_is_announced_as_this_machines_addresses():
-    expanded = _expand_wildcard("/ip4/0.0.0.0/tcp/4001/p2p/12D3KooW")
-    assert "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW" in expanded
-    assert not any("0.0.0.0" in addr for addr in expanded)
-    assert _expand_wildcard("/ip4/10.1.2.3/tcp/4001") == ["/ip4/10.1.2.3/tcp/4001"]

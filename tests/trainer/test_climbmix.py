@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from protocol.config import default_config
-from trainer import climbmix, data
+from trainer import climbmix, corpus
 from trainer.climbmix import DataError, download, shard_name, shard_texts
 from trainer.spec import build_spec, check_spec, track_for
 
@@ -60,16 +60,18 @@ def test_a_corpus_of_local_shards_trains_its_tokenizer_and_packs_eval_rows(tmp_p
     shards = tmp_path / "data" / "climbmix"
     write_shard(shards / shard_name(0), 1000, seed=0)
     write_shard(shards / shard_name(climbmix.VAL_SHARD), 400, seed=1)
-    monkeypatch.setattr(data, "CLIMBMIX_TOKENIZER_CHARS", 100_000)  # stay inside the one local shard
+    monkeypatch.setattr(corpus, "CLIMBMIX_TOKENIZER_CHARS", 100_000)  # stay inside the one local shard
     track = track_for("cpu", "climbmix", "steps", 1)
     spec = check_spec(build_spec(default_config("small"), track, "cpu", tmp_path / "data", tmp_path / "cache"))
-    corpus = data.Corpus(spec)
-    assert corpus.encoding.n_vocab == 8192
-    documents = corpus.train_documents(seed=0)
+    shard_corpus = corpus.Corpus(spec)
+    assert shard_corpus.encoding.n_vocab == 8192
+    documents = shard_corpus.train_documents(seed=0)
     first = next(documents)
-    assert first[0] == corpus.bos and corpus.encoding.decode(first[1:].tolist()) in first_shard_texts(shards)
-    rows = data.pack_rows(data.split_documents(corpus.split_tokens("val"), corpus.bos), 65)
-    assert all(row[0] == corpus.bos for row in rows)
+    assert first[0] == shard_corpus.bos
+    assert shard_corpus.encoding.decode(first[1:].tolist()) in first_shard_texts(shards)
+    val = corpus.split_documents(shard_corpus.split_tokens("val"), shard_corpus.bos)
+    rows = corpus.pack_rows(val, 65)
+    assert all(row[0] == shard_corpus.bos for row in rows)
 
 
 def first_shard_texts(shards: Path) -> list[str]:
