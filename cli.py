@@ -306,11 +306,19 @@ def plot(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-@command("status")
-def status(args: argparse.Namespace, home: Home) -> int:
-    data = ask_daemon(home.control_socket, "status")
+def _ask(args: argparse.Namespace, home: Home, request: str) -> object | None:
+    """The running daemon's answer; printed and None with --json, else for the caller to show."""
+    data = ask_daemon(home.control_socket, request)
     if args.json:
         print(report.dumps(data))
+        return None
+    return data
+
+
+@command("status")
+def status(args: argparse.Namespace, home: Home) -> int:
+    data = _ask(args, home, "status")
+    if data is None:
         return 0
     best = data["best"]
     print(f"node   {data['peer_id']}  up {data['uptime_s']} s")
@@ -326,12 +334,10 @@ def status(args: argparse.Namespace, home: Home) -> int:
 
 @command("peers")
 def peers(args: argparse.Namespace, home: Home) -> int:
-    data = ask_daemon(home.control_socket, "peers")
-    if args.json:
-        print(report.dumps(data))
-    elif not data:
+    data = _ask(args, home, "peers")
+    if data == []:
         print("no peers connected")
-    else:
+    elif data:
         for peer in data:
             print(f"{peer['id']}  {' '.join(peer.get('addrs', []))}")
     return 0

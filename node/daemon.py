@@ -91,8 +91,6 @@ class Daemon:
                 await nursery.start(self.swarm.run)
                 await nursery.start(serve_control, self.home.control_socket, self.control_handlers())
                 log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
-                for address in self.swarm.listen_addrs():
-                    log.info("listening on %s", address)
                 for research in self.loops:
                     nursery.start_soon(research.run)
                 await self._wait_for_signal(nursery)

@@ -14,11 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import canonical
+from protocol import envelope
 from protocol.errors import ProtocolError
-from protocol.identity import Identity, public_from_peer_id, verify
+from protocol.identity import Identity
 
-VERSION = 1
 MAX_ANNOUNCE_BYTES = 2048
 MAX_ADDRS = 8
 MAX_ADDR_CHARS = 200
@@ -70,21 +69,14 @@ def sign_claim(identity: Identity, track_key: str, config: str, ts_ms: int, ttl_
 
 def decode(data: bytes, now_ms: int) -> Announcement:
     """Parse and verify untrusted bytes; AnnounceError with a one-line reason is the only failure."""
-    if not isinstance(data, bytes):
-        raise AnnounceError("an announcement is bytes")
-    try:
-        outer = canonical.unpack(data, MAX_ANNOUNCE_BYTES)
-        if not (isinstance(outer, list) and len(outer) == 2 and all(isinstance(part, bytes) for part in outer)):
-            raise AnnounceError("an announcement is [payload, signature]")
-        payload, signature = outer
-        envelope = canonical.unpack(payload, MAX_ANNOUNCE_BYTES)
-    except AnnounceError:
-        raise
-    except ProtocolError as err:
-        raise AnnounceError(str(err)) from None
-    kind, author, ts_ms, body = _check_envelope(envelope, now_ms)
-    if not verify(author, _SIGNING_TAG + payload, signature):
-        raise AnnounceError("bad signature")
+    kind, author, ts_ms, body = envelope.open_sealed(
+        data, tag=_SIGNING_TAG, kinds=dict.fromkeys(KINDS), max_bytes=MAX_ANNOUNCE_BYTES, now_ms=now_ms,
+        max_future_ms=MAX_SKEW_MS, error=AnnounceError, noun="an announcement",
+    )  # fmt: skip
+    if ts_ms < now_ms - MAX_AGE_MS:
+        raise AnnounceError(f"announcement is {(now_ms - ts_ms) // 1000} s old")
+    if not isinstance(body, dict):
+        raise AnnounceError("body must be a map")
     if kind == "addrs":
         return Addrs(author, ts_ms, _check_addrs(body))
     track_key, config, expires_ms = _check_claim(body, ts_ms)
@@ -92,34 +84,9 @@ def decode(data: bytes, now_ms: int) -> Announcement:
 
 
 def _sign(identity: Identity, kind: str, body: dict[str, Any], ts_ms: int) -> bytes:
-    envelope = {"v": VERSION, "kind": kind, "author": identity.peer_id, "ts_ms": ts_ms, "body": body}
-    payload = canonical.pack(envelope)
-    data = canonical.pack([payload, identity.sign(_SIGNING_TAG + payload)])
+    data = envelope.seal(identity, _SIGNING_TAG, kind, body, ts_ms)
     decode(data, ts_ms)  # ours must pass the checks a peer applies, or we would gossip garbage
     return data
-
-
-def _check_envelope(envelope: Any, now_ms: int) -> tuple[str, str, int, dict[str, Any]]:
-    if not isinstance(envelope, dict) or set(envelope) != {"v", "kind", "author", "ts_ms", "body"}:
-        raise AnnounceError("an envelope has exactly v, kind, author, ts_ms, body")
-    if type(envelope["v"]) is not int or envelope["v"] != VERSION:
-        raise AnnounceError(f"version {str(envelope['v'])[:20]} is unknown")
-    kind, author, ts_ms, body = envelope["kind"], envelope["author"], envelope["ts_ms"], envelope["body"]
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise AnnounceError(f"unknown kind {str(kind)[:20]!r}")
-    try:
-        public_from_peer_id(author)
-    except ProtocolError:
-        raise AnnounceError("author is not an Ed25519 peer ID") from None
-    if type(ts_ms) is not int or ts_ms < 0:
-        raise AnnounceError("ts_ms must be a non-negative integer")
-    if ts_ms > now_ms + MAX_SKEW_MS:
-        raise AnnounceError(f"timestamp is {(ts_ms - now_ms) // 1000} s in the future")
-    if ts_ms < now_ms - MAX_AGE_MS:
-        raise AnnounceError(f"announcement is {(now_ms - ts_ms) // 1000} s old")
-    if not isinstance(body, dict):
-        raise AnnounceError("body must be a map")
-    return kind, author, ts_ms, body
 
 
 def _check_addrs(body: dict[str, Any]) -> tuple[str, ...]:

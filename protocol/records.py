@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from protocol import canonical
+from protocol import envelope
 from protocol.config import KNOB, check_diff
 from protocol.errors import ProtocolError, RecordError
-from protocol.identity import Identity, public_from_peer_id, verify
+from protocol.identity import Identity
 from protocol.track import Track
 
-VERSION = 1
 MAX_RECORD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_BPB_UBPB = 100_000_000  # 100 bits per byte: anything above is not a language model
@@ -169,10 +168,7 @@ def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[st
 
 def sign(identity: Identity, kind: str, body: Mapping[str, Any], ts_ms: int) -> Record:
     """Make a record of ours; the body is checked exactly as a peer's would be."""
-    body = check_body(kind, body)
-    envelope = {"v": VERSION, "kind": kind, "author": identity.peer_id, "ts_ms": ts_ms, "body": body}
-    payload = canonical.pack(envelope)
-    raw = canonical.pack([payload, identity.sign(_SIGNING_TAG + payload)])
+    raw = envelope.seal(identity, _SIGNING_TAG, kind, check_body(kind, body), ts_ms)
     if len(raw) > MAX_RECORD_BYTES:
         raise RecordError(f"record of {len(raw)} bytes is over the cap of {MAX_RECORD_BYTES}")
     return decode(raw, now_ms=ts_ms)
@@ -180,42 +176,12 @@ def sign(identity: Identity, kind: str, body: Mapping[str, Any], ts_ms: int) -> 
 
 def decode(data: bytes, now_ms: int) -> Record:
     """Parse and verify untrusted bytes; RecordError with a one-line reason is the only failure."""
-    if not isinstance(data, bytes):
-        raise RecordError("a record is bytes")
-    try:
-        outer = canonical.unpack(data, MAX_RECORD_BYTES)
-        if not (isinstance(outer, list) and len(outer) == 2 and all(isinstance(part, bytes) for part in outer)):
-            raise RecordError("a record is [payload, signature]")
-        payload, signature = outer
-        envelope = canonical.unpack(payload, MAX_RECORD_BYTES)
-    except RecordError:
-        raise
-    except ProtocolError as err:
-        raise RecordError(str(err)) from None
-    kind, author, ts_ms = _check_envelope(envelope, now_ms)
-    if not verify(author, _SIGNING_TAG + payload, signature):
-        raise RecordError("bad signature")
-    body, track = _checked_body(kind, envelope["body"])
+    kind, author, ts_ms, body = envelope.open_sealed(
+        data, tag=_SIGNING_TAG, kinds=BODIES, max_bytes=MAX_RECORD_BYTES, now_ms=now_ms,
+        max_future_ms=MAX_FUTURE_MS, error=RecordError, noun="a record",
+    )  # fmt: skip
+    body, track = _checked_body(kind, body)
     return Record(hashlib.sha256(data).digest(), data, kind, author, ts_ms, body, track)
-
-
-def _check_envelope(envelope: Any, now_ms: int) -> tuple[str, str, int]:
-    if not isinstance(envelope, Mapping) or set(envelope) != {"v", "kind", "author", "ts_ms", "body"}:
-        raise RecordError("an envelope has exactly v, kind, author, ts_ms, body")
-    if envelope["v"] != VERSION or type(envelope["v"]) is not int:
-        raise RecordError(f"version {envelope['v']!r:.20} is unknown")
-    kind, author, ts_ms = envelope["kind"], envelope["author"], envelope["ts_ms"]
-    if not isinstance(kind, str) or kind not in BODIES:
-        raise RecordError(f"unknown kind {str(kind)[:20]!r}")
-    try:
-        public_from_peer_id(author)
-    except ProtocolError:
-        raise RecordError("author is not an Ed25519 peer ID") from None
-    if type(ts_ms) is not int or ts_ms < 0:
-        raise RecordError("ts_ms must be a non-negative integer")
-    if ts_ms > now_ms + MAX_FUTURE_MS:
-        raise RecordError(f"timestamp is {(ts_ms - now_ms) // 1000} s in the future")
-    return kind, author, ts_ms
 
 
 def record_order(record: Record) -> tuple[int, bytes]:

@@ -95,15 +95,7 @@ def run(spec: Spec, stats: Stats, log: Callable[[str], None] = print) -> None:
     while budget.progress(stats) < 1.0:
         step_start = time.perf_counter()
         multiplier = apply_schedule(optimizers, budget.progress(stats), stats.steps, config)
-        for _ in range(accumulation):
-            inputs, targets = next(loader)
-            with device.precision():
-                loss = step_model(inputs, targets)
-            (loss / accumulation).backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        model.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # waits for the device: step timing is honest
+        loss_value = train_step(model, step_model, optimizers, loader, accumulation, device.precision)
         step_seconds = time.perf_counter() - step_start
         stats.steps += 1
         stats.tokens += config["total_batch_tokens"]
@@ -121,6 +113,21 @@ def run(spec: Spec, stats: Stats, log: Callable[[str], None] = print) -> None:
         step_model, eval_rows, torch.tensor(token_bytes(corpus.encoding), device=device.torch),
         spec.eval_split.batch_rows, device.precision(),
     )  # fmt: skip
+
+
+def train_step(
+    model: GPT, step_model: Callable, optimizers: list, loader: Iterator[tuple], accumulation: int, precision: Callable
+) -> float:
+    """One optimiser step over ``accumulation`` micro-batches; the last micro-batch's loss."""
+    for _ in range(accumulation):
+        inputs, targets = next(loader)
+        with precision():
+            loss = step_model(inputs, targets)
+        (loss / accumulation).backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    model.zero_grad(set_to_none=True)
+    return loss.item()  # waits for the device: step timing is honest
 
 
 def progress_line(stats: Stats, budget: Budget, loss: float, multiplier: float, step_seconds: float) -> str:

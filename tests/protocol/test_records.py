@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from protocol import canonical, records
 from protocol.config import KNOB, apply, config_hash, default_config
+from protocol.envelope import VERSION
 from protocol.errors import RecordError
 from protocol.identity import Identity
 from protocol.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, METRICS, Record, decode, record_order, sign
@@ -49,7 +50,7 @@ def hypothesis_body(**changes: Any) -> dict[str, Any]:
 
 
 def envelope(body: Any, **changes: Any) -> dict[str, Any]:
-    fields = {"v": records.VERSION, "kind": "result", "author": ALICE.peer_id, "ts_ms": NOW, "body": body}
+    fields = {"v": VERSION, "kind": "result", "author": ALICE.peer_id, "ts_ms": NOW, "body": body}
     return {**fields, **changes}
 
 
