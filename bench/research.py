@@ -78,17 +78,17 @@ def random_single_knob(config: dict, rng: random.Random) -> dict:
             continue
 
 
-async def val_bpb(config: dict, steps: int, root: Path, serial: list[int]) -> float:
-    serial[0] += 1
+async def val_bpb(config: dict, steps: int, root: Path) -> float:
     spec = build_spec(config, track_for("cpu", "shakespeare", "steps", steps), "cpu", root / "data", root / "cache")
-    outcome = await TrainerRun(spec, root / "runs" / str(serial[0]), timeout_s=900).run()
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # a fresh directory: no stale result to read
+    outcome = await TrainerRun(spec, run_dir, timeout_s=900).run()
     return outcome.result["val_bpb"] if outcome.outcome == "ok" else float("inf")
 
 
 async def greedy_search(strategy: str, seed: int, experiments: int, steps: int, root: Path) -> float:
-    rng, serial = random.Random(seed), [0]
+    rng = random.Random(seed)
     best = check_config(tiny_config(seed=seed))
-    best_bpb = await val_bpb(best, steps, root, serial)
+    best_bpb = await val_bpb(best, steps, root)
     tried = {config_hash(best)}
     for _ in range(experiments - 1):
         if strategy == "builtin":
@@ -97,7 +97,7 @@ async def greedy_search(strategy: str, seed: int, experiments: int, steps: int, 
         else:
             candidate = random_single_knob(best, rng)
         tried.add(config_hash(candidate))
-        bpb = await val_bpb(candidate, steps, root, serial)
+        bpb = await val_bpb(candidate, steps, root)
         if bpb < best_bpb:
             best, best_bpb = candidate, bpb
     return best_bpb
