@@ -87,19 +87,22 @@ async def val_bpb(config: dict, steps: int, root: Path) -> float:
 
 async def greedy_search(strategy: str, seed: int, experiments: int, steps: int, root: Path) -> float:
     rng = random.Random(seed)
-    best = check_config(tiny_config(seed=seed))
+    best, parent = check_config(tiny_config(seed=seed)), None
     best_bpb = await val_bpb(best, steps, root)
     tried = {config_hash(best)}
     for _ in range(experiments - 1):
         if strategy == "builtin":
-            ctx = AgentContext(track_key="bench", best_config=best, best_hash=config_hash(best), tried=frozenset(tried))
+            ctx = AgentContext(
+                track_key="bench", best_config=best, best_hash=config_hash(best), parent_config=parent,
+                tried=frozenset(tried),
+            )  # fmt: skip
             candidate = {**BuiltinProposer().propose(ctx, rng).config, "seed": seed}
         else:
             candidate = random_single_knob(best, rng)
         tried.add(config_hash(candidate))
         bpb = await val_bpb(candidate, steps, root)
         if bpb < best_bpb:
-            best, best_bpb = candidate, bpb
+            best, parent, best_bpb = candidate, best, bpb
     return best_bpb
 
 

@@ -73,6 +73,7 @@ class AgentContext:
     best_config: Config  # full config every proposal starts from
     best_hash: str
     best_stats: ConfigStats | None = None  # None before anything on the track is accepted
+    parent_config: Config | None = None  # the config the best was derived from, when it is not a default
     sigma: float | None = None  # the track's noise in bpb, when known
     leaderboard: tuple[ConfigStats, ...] = ()  # head of the leaderboard, best evidence first
     recent: tuple[PastResult, ...] = ()  # results from the best config as parent, newest first

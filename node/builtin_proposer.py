@@ -22,7 +22,7 @@ log = logging.getLogger("arnode.agent")
 
 NAME = "builtin"
 RANDOM_DRAWS = 64
-MOVE_WEIGHTS = {"one": 0.55, "two": 0.25, "recombine": 0.15, "hypothesis": 0.05}
+MOVE_WEIGHTS = {"one": 0.45, "two": 0.15, "extend": 0.2, "recombine": 0.15, "hypothesis": 0.05}
 DONORS = 8  # how many top verified configs recombination draws from
 
 LOG_STEPS = (0.5, 0.7, 1.4, 2.0)  # multipliers for rates, scales and other positive floats
@@ -45,13 +45,21 @@ class BuiltinProposer:
         singles = single_changes(ctx.best_config)
         donors = _donor_diffs(ctx)
         adoptable = [h for h in ctx.hypotheses if h.parent == ctx.best_hash]
+        extension = _extend(ctx.best_config, ctx.parent_config) if ctx.parent_config else None
         moves = {
+            "extend": lambda: extension,
             "one": lambda: (rng.choice(singles), ""),
             "two": lambda: _merge(*rng.sample(singles, 2)),
             "recombine": lambda: _recombine(rng, ctx.best_config, donors),
             "hypothesis": lambda: _adopt(rng.choice(adoptable)),
         }
-        possible = {"one": len(singles) >= 1, "two": len(singles) >= 2, "recombine": donors, "hypothesis": adoptable}
+        possible = {
+            "one": len(singles) >= 1,
+            "two": len(singles) >= 2,
+            "extend": extension,
+            "recombine": donors,
+            "hypothesis": adoptable,
+        }
         names = [name for name in MOVE_WEIGHTS if possible[name]]
         for _ in range(RANDOM_DRAWS if names else 0):
             move = rng.choices(names, [MOVE_WEIGHTS[name] for name in names])[0]
@@ -176,6 +184,29 @@ def _sweep(singles: list[Config]) -> Iterator[tuple[Config, str] | None]:
         yield diff, ""
     for first, second in combinations(singles, 2):
         yield _merge(first, second)
+
+
+def _extend(best: Mapping[str, Value], parent: Mapping[str, Value]) -> tuple[Config, str] | None:
+    """The change that made the best config, one more step the same way (pattern search)."""
+    diff: Config = {}
+    for name in diff_between(parent, best):
+        old, new = parent[name], best[name]
+        if KNOB[name].kind is int and name not in DOUBLING_KNOBS:
+            diff[name] = new + (new - old)
+        elif KNOB[name].kind is int and old > 0 and new % old == 0:
+            diff[name] = new * (new // old)
+        elif KNOB[name].kind is int and new > 0 and old % new == 0:
+            diff[name] = new // (old // new)
+        elif name in FRACTION_KNOBS:
+            diff[name] = round(new + (new - old), 3)
+        elif name in TIMESCALE_KNOBS and old < 1:
+            diff[name] = _tidy(1 - (1 - new) ** 2 / (1 - old))
+        elif KNOB[name].kind is float and old > 0:
+            diff[name] = _tidy(new * new / old)
+    if not diff:
+        return None
+    diff = _repair(best, diff)
+    return diff, f"{NAME}: push further the change that made the best config: {_format(diff)}"
 
 
 def _donor_diffs(ctx: AgentContext) -> list[tuple[str, Config]]:

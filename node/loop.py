@@ -98,9 +98,12 @@ class ResearchLoop:
         self.status.idle_reason = "stopped" if self._stopping else f"done {self.status.experiments} experiments"
         log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
 
-    async def run_one(self) -> Record:
+    async def run_one(self) -> Record | None:
+        """Plan, run and publish one experiment; None when a stop came while planning."""
         started = time.monotonic()
         plan = await self._plan()
+        if self._stopping:
+            return None
         self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
         spec = build_spec(plan.config, self.track, self.device, self.cache_dir / "data", self.cache_dir)
@@ -208,6 +211,7 @@ class ResearchLoop:
             best_config=self.ledger.resolve_config(best_hash),
             best_hash=best_hash,
             best_stats=best,
+            parent_config=self.ledger.resolve_config(best.parent) if best and not best.is_default else None,
             sigma=view.sigma if view else None,
             leaderboard=view.leaderboard[:LEADERBOARD_HEAD] if view else (),
             recent=tuple(_past(record) for record in recent),

@@ -67,6 +67,19 @@ class Daemon:
         return (self.home / "daemon.out").read_text(errors="replace")
 
 
+def trainer_pids(home: Path) -> list[int]:
+    """Trainer processes started by the node living in ``home`` (their spec lies under it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"trainer" in argv and any(str(home).encode() in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ARNODE_"))}
     env["PYTHONPATH"] = str(ROOT)

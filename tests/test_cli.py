@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json
+from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json, trainer_pids
 from tests.node.swarm_process import wait_until
 
 
@@ -140,3 +140,45 @@ def test_budget_flags_that_contradict_the_swarm_file_are_refused(tmp_path):
     assert "fixes runs at 5 steps" in error_of(arnode(home, "start", "--budget-seconds", "60"))
     shown = arnode_json(home, "swarm", "show")
     assert shown["budget"] == 5 and len(shown["swarm_id"]) == 32
+
+
+def test_sigint_mid_experiment_records_it_as_killed_and_exits_cleanly(tmp_path):
+    home = tmp_path / "node"
+    daemon = Daemon(home, "--listen", LOOPBACK, "--budget-seconds", "600")
+    try:
+        daemon.wait_ready()
+        wait_until(lambda: daemon.status()["workers"][0]["current"], 60, what="an experiment running")
+        assert daemon.stop(timeout=60) == 0
+    finally:
+        daemon.kill()
+    records = arnode_json(home, "results", "--all")
+    assert [(r["outcome"], r["error"]) for r in records] == [("killed", "stopped by the node before the run finished")]
+
+
+def test_a_daemon_killed_mid_experiment_publishes_no_half_result_and_restarts_with_its_ledger(tmp_path):
+    home = tmp_path / "node"
+    smoke = ("--listen", LOOPBACK, "--max-steps", "2")
+    first = Daemon(home, *smoke, "--max-experiments", "1")
+    try:
+        first.wait_ready()
+        wait_until(lambda: first.experiments() >= 1, 300, interval=1, what="one experiment")
+    finally:
+        first.stop()
+    kept = arnode_json(home, "results", "--all")
+    second = Daemon(home, *smoke, "--max-experiments", "2")
+    try:
+        second.wait_ready()
+        wait_until(lambda: trainer_pids(home), 120, interval=0.2, what="a trainer running")
+        second.process.kill()  # SIGKILL: no chance to record anything
+        second.process.wait(10)
+        wait_until(lambda: not trainer_pids(home), 15, what="the orphaned trainer exiting")
+    finally:
+        second.kill()
+    assert arnode_json(home, "results", "--all") == kept  # nothing half-done was added, nothing lost
+    third = Daemon(home, *smoke, "--max-experiments", "1")
+    try:
+        third.wait_ready()
+        wait_until(lambda: third.experiments() >= 1, 300, interval=1, what="an experiment after the restart")
+    finally:
+        assert third.stop() == 0
+    assert len(arnode_json(home, "results", "--all")) == len(kept) + 1

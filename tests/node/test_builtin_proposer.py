@@ -104,3 +104,12 @@ def test_says_so_when_every_single_and_pair_change_is_tried():
             taken.add(config_hash(apply(best, {**first, **second})))
     with pytest.raises(ProposerExhausted, match="every single and pair change"):
         BuiltinProposer().propose(context(tried=frozenset(taken)), random.Random(0))
+
+
+def test_pushes_the_change_that_made_the_best_one_step_further():
+    parent = default_config("small")
+    best = apply(parent, {"matrix_lr": 0.056, "warmdown_ratio": 0.6})
+    ctx = AgentContext(track_key="t", best_config=best, best_hash=config_hash(best), parent_config=parent)
+    proposals = {BuiltinProposer().propose(ctx, random.Random(seed)).hypothesis for seed in range(40)}
+    pushed = [text for text in proposals if "push further" in text]
+    assert pushed and "matrix_lr=0.0784" in pushed[0] and "warmdown_ratio=0.7" in pushed[0]

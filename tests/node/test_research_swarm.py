@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from protocol.config import ROOTS
-from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json
+from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json, trainer_pids
 from tests.llm_server import ScriptedLLMServer, chat
 from tests.node.swarm_process import wait_until
 
@@ -31,19 +31,6 @@ def make_home(root: Path, name: str, cache: Path, work: str = "") -> Path:
     (home / "cache").symlink_to(cache)  # one tokenizer and token cache for the three nodes
     (home / "config.toml").write_text(f"[work]\n{work}\n")
     return home
-
-
-def trainer_pids(home: Path) -> list[int]:
-    """Trainer processes started by the node living in ``home``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"trainer" in argv and any(str(home).encode() in arg for arg in argv):
-            pids.append(int(entry.name))
-    return pids
 
 
 def records_of(home: Path) -> list[dict]:
