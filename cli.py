@@ -2,7 +2,10 @@
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -13,6 +16,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+import trainer
 from node import report
 from node.addresses import shareable_addrs
 from node.agent import load_program
@@ -27,10 +31,12 @@ from node.live import run_with_view, setup_logging
 from node.settings import load_settings, write_default_settings
 from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
 from protocol.acceptance import UBPB
+from protocol.config import apply
 from protocol.errors import ProtocolError
 from protocol.policy import Policy
 from protocol.track import BUDGET_UNITS
 from trainer.hardware import resolve_device
+from trainer.spec import SpecError, build_spec, default_config_for, track_for
 
 Command = Callable[[argparse.Namespace, Home], int]
 COMMANDS: dict[str, Command] = {}
@@ -346,14 +352,6 @@ def peers(args: argparse.Namespace, home: Home) -> int:
 @command("train")
 def train(args: argparse.Namespace, home: Home) -> int:
     """Run one experiment locally: the device's default config plus ``--diff``, in a trainer subprocess."""
-    import os
-    import subprocess
-    import tempfile
-
-    import trainer
-    from protocol.config import apply
-    from trainer.spec import SpecError, build_spec, default_config_for, track_for
-
     try:
         diff = json.loads(args.diff) if args.diff else {}
     except json.JSONDecodeError as err:

@@ -7,7 +7,7 @@ track's best. Null trials have no real effect; power trials have a true gain of 
 The naive rule, "lowest single val_bpb wins", promotes whenever the discovery run beats every
 baseline run. Everything goes through protocol.acceptance.assess, the rule the nodes run.
 
-    python bench/acceptance.py [--trials 1000] [--seed 0]
+    python -m bench.acceptance [--trials 1000] [--seed 0]
 """
 
 import argparse

@@ -5,11 +5,12 @@
    (choosing, claiming, signing, storing, publishing). From these, experiments per hour at a
    300 s budget.
 2. Proposers: greedy search from the tiny test config for 10 experiments on the embedded corpus
-   with a short step budget, the built-in proposer against random single-knob search (a uniform
+   with a short token budget, the built-in proposer against random single-knob search (a uniform
    knob and a uniform value from the same per-knob grid, no memory of what was tried); best
-   val_bpb after 10 experiments, mean over seeds.
+   val_bpb after 10 experiments, mean over seeds. A token budget, not a step budget: with steps,
+   doubling the batch doubles the data and wins without being a better config.
 
-    python bench/research.py [--overhead-runs 4] [--seeds 3] [--experiments 10] [--steps 20]
+    python -m bench.research [--overhead-runs 4] [--seeds 3] [--experiments 10] [--tokens 40960]
 """
 
 import argparse
@@ -78,17 +79,18 @@ def random_single_knob(config: dict, rng: random.Random) -> dict:
             continue
 
 
-async def val_bpb(config: dict, steps: int, root: Path) -> float:
-    spec = build_spec(config, track_for("cpu", "shakespeare", "steps", steps), "cpu", root / "data", root / "cache")
+async def val_bpb(config: dict, tokens: int, root: Path) -> float:
+    track = track_for("cpu", "shakespeare", "tokens", tokens)
+    spec = build_spec(config, track, "cpu", root / "data", root / "cache")
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # a fresh directory: no stale result to read
     outcome = await TrainerRun(spec, run_dir, timeout_s=900).run()
     return outcome.result["val_bpb"] if outcome.outcome == "ok" else float("inf")
 
 
-async def greedy_search(strategy: str, seed: int, experiments: int, steps: int, root: Path) -> float:
+async def greedy_search(strategy: str, seed: int, experiments: int, tokens: int, root: Path) -> float:
     rng = random.Random(seed)
     best, parent = check_config(tiny_config(seed=seed)), None
-    best_bpb = await val_bpb(best, steps, root)
+    best_bpb = await val_bpb(best, tokens, root)
     tried = {config_hash(best)}
     for _ in range(experiments - 1):
         if strategy == "builtin":
@@ -100,7 +102,7 @@ async def greedy_search(strategy: str, seed: int, experiments: int, steps: int, 
         else:
             candidate = random_single_knob(best, rng)
         tried.add(config_hash(candidate))
-        bpb = await val_bpb(candidate, steps, root)
+        bpb = await val_bpb(candidate, tokens, root)
         if bpb < best_bpb:
             best, parent, best_bpb = candidate, best, bpb
     return best_bpb
@@ -122,12 +124,12 @@ async def main(args: argparse.Namespace) -> None:
         print(f"trainer time outside its timed budget (startup, first steps, evaluation): {fixed:.1f} s")
         print(f"=> at a {BUDGET_S} s budget: {per_hour:.2f} experiments/hour per worker\n")
 
-        print(f"greedy search, {args.experiments} experiments of {args.steps} steps from the tiny config:")
+        print(f"greedy search, {args.experiments} experiments of {args.tokens} tokens from the tiny config:")
         print(f"{'seed':<6}{'built-in best val_bpb':>24}{'random single-knob':>20}")
         results = {"builtin": [], "random": []}
         for seed in range(args.seeds):
             for strategy in results:
-                results[strategy].append(await greedy_search(strategy, seed, args.experiments, args.steps, root))
+                results[strategy].append(await greedy_search(strategy, seed, args.experiments, args.tokens, root))
             print(f"{seed:<6}{results['builtin'][-1]:>24.4f}{results['random'][-1]:>20.4f}")
         print(f"{'mean':<6}{statistics.mean(results['builtin']):>24.4f}{statistics.mean(results['random']):>20.4f}")
 
@@ -137,5 +139,5 @@ if __name__ == "__main__":
     parser.add_argument("--overhead-runs", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--experiments", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=20 * 2048, help="training tokens per experiment")
     trio.run(main, parser.parse_args())

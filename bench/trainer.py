@@ -7,7 +7,7 @@
    plain loop driving a plain GPT of the same shape, written here, adds the cost of our model's
    features (value embeddings, sliding windows, QK norm, rotary, x0 mixing, softcap).
 
-    python bench/trainer.py [--seconds 60] [--steps 40]
+    python -m bench.trainer [--seconds 60] [--steps 40]
 """
 
 import argparse
@@ -22,14 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from protocol.config import model_shape
+from trainer.device import open_device
+from trainer.model import GPT, gpt_config
+from trainer.spec import build_spec, check_spec, default_config_for, track_for
+from trainer.train import UNTIMED_STEPS, Stats, run
 
-from protocol.config import model_shape  # noqa: E402
-from trainer.device import open_device  # noqa: E402
-from trainer.model import GPT, gpt_config  # noqa: E402
-from trainer.spec import build_spec, check_spec, default_config_for, track_for  # noqa: E402
-from trainer.train import UNTIMED_STEPS, Stats, run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed_run(seconds: int, cache: Path) -> dict:
