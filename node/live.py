@@ -12,6 +12,9 @@ from rich.logging import RichHandler
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from node.daemon import Daemon
+from protocol.track import Track
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REFRESH_S = 1.0
 console = Console(stderr=True)
@@ -32,7 +35,7 @@ def setup_logging(log_file: Path, debug: bool, live: bool) -> None:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # the library reports peers' faults as its errors
 
 
-async def run_with_view(daemon) -> None:
+async def run_with_view(daemon: Daemon) -> None:
     """Run the daemon with a status panel that redraws every second until it stops."""
     with Live(_render(daemon), console=console, refresh_per_second=2, transient=True) as live:
         async with trio.open_nursery() as nursery:
@@ -47,7 +50,7 @@ async def run_with_view(daemon) -> None:
             nursery.cancel_scope.cancel()
 
 
-def _render(daemon) -> Group:
+def _render(daemon: Daemon) -> Group:
     status = daemon.status()
     best = status["best"]
     table = Table.grid(padding=(0, 2))
@@ -60,7 +63,7 @@ def _render(daemon) -> Group:
     return Group(*parts)
 
 
-def _worker_line(worker: dict, track) -> Table:
+def _worker_line(worker: dict, track: Track) -> Table:
     line = Table.grid(padding=(0, 1))
     current = worker["current"]
     if current is None:

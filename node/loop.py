@@ -14,11 +14,14 @@ from typing import Any
 
 import trio
 
-from node.agent import AgentContext, OpenHypothesis, PastResult, Proposal, ProposerExhausted, load_program
+from node.agent import AgentContext, OpenHypothesis, PastResult, Proposal, Proposer, ProposerExhausted, load_program
+from node.ledger import Ledger
 from node.runner import TrainerOutcome, TrainerRun
 from node.settings import WorkWeights
+from node.swarm import Swarm
 from node.work import choose_work
 from protocol.acceptance import UBPB, TrackView
+from protocol.announce import Claim
 from protocol.config import Config, config_hash, default_config
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
@@ -57,14 +60,14 @@ class ResearchLoop:
         *,
         name: str,
         identity: Identity,
-        ledger,
-        swarm,
+        ledger: Ledger,
+        swarm: Swarm,
         policy: Policy,
         track: Track,
         device: str,
         cache_dir: Path,
         runs_dir: Path,
-        proposer,
+        proposer: Proposer,
         program_file: Path,
         weights: WorkWeights,
         max_experiments: int | None = None,
@@ -177,7 +180,7 @@ class ResearchLoop:
         config = {**proposal.config, "seed": seed}
         return Plan("explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer)
 
-    def _running_claims(self, now_ms: int) -> list:
+    def _running_claims(self, now_ms: int) -> list[Claim]:
         """Live claims on our track whose claimant has not published a result for them since."""
         finished: dict[tuple[str, str], int] = {}
         for run in self.ledger.runs(self.track.key):
