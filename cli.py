@@ -28,11 +28,12 @@ from node.home import Home
 from node.keyfile import load_or_create_identity
 from node.ledger import Ledger
 from node.live import run_with_view, setup_logging
-from node.settings import load_settings, write_default_settings
+from node.settings import Settings, load_settings, write_default_settings
 from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
 from protocol.acceptance import UBPB
 from protocol.config import apply
 from protocol.errors import ProtocolError
+from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.track import BUDGET_UNITS
 from trainer.hardware import resolve_device
@@ -50,13 +51,19 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
-@command("init")
-def init(args: argparse.Namespace, home: Home) -> int:
+def _prepare(home: Home) -> tuple[Identity, Settings]:
+    """What a node needs, created on first use and never overwritten: identity, config, program.md."""
     home.ensure()
     identity = load_or_create_identity(home.identity_file)
     write_default_settings(home.config_file)
     load_program(home.program_file)
-    listen = load_settings(home.config_file).listen
+    return identity, load_settings(home.config_file)
+
+
+@command("init")
+def init(args: argparse.Namespace, home: Home) -> int:
+    identity, settings = _prepare(home)
+    listen = settings.listen
     addrs = [f"{addr}/p2p/{identity.peer_id}" for addr in shareable_addrs(listen)]
     if args.json:
         print(json.dumps({"peer_id": identity.peer_id, "multiaddrs": addrs}))
@@ -129,10 +136,7 @@ def _views(ledger: Ledger, track: str | None) -> dict:
 
 @command("start")
 def start(args: argparse.Namespace, home: Home) -> int:
-    home.ensure()
-    identity = load_or_create_identity(home.identity_file)
-    write_default_settings(home.config_file)
-    settings = load_settings(home.config_file)
+    identity, settings = _prepare(home)
     listen = args.listen or settings.listen
     try:
         multiaddr.Multiaddr(listen)

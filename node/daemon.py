@@ -15,7 +15,6 @@ from typing import Any
 
 import trio
 
-from node.agent import load_program
 from node.control import serve_control
 from node.errors import NodeError
 from node.home import Home
@@ -62,7 +61,6 @@ class Daemon:
             bootstrap=options.bootstrap,
             sync_interval_s=options.sync_interval_s,
         )
-        load_program(home.program_file)  # create the default research directions on first start
         llm = LLMSettings.from_env(asdict(settings))
         proposer = make_proposer(replace(llm, model=options.llm_model) if options.llm_model else llm)
         self.loops = [
@@ -104,9 +102,12 @@ class Daemon:
                 break
             for research in self.loops:
                 research.stop()
-            with trio.move_on_after(STOP_EXPERIMENTS_S):
-                while any(research.status.current for research in self.loops):
-                    await trio.sleep(0.1)
+            with trio.move_on_after(STOP_EXPERIMENTS_S) as waiting:
+                async with trio.open_nursery() as watch:
+                    watch.start_soon(_cancel_on_next_signal, signals, waiting)
+                    while any(research.status.current for research in self.loops):
+                        await trio.sleep(0.1)
+                    watch.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
 
     def control_handlers(self) -> dict[str, Any]:
@@ -127,6 +128,13 @@ class Daemon:
             "workers": [research.status.__dict__ for research in self.loops],
             "listen": self.swarm.listen_addrs(),
         }
+
+
+async def _cancel_on_next_signal(signals: Any, scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.warning("%s again: stopping at once, without waiting for the experiments", signal.Signals(signum).name)
+        scope.cancel()
+        return
 
 
 def bootstrap_sources(explicit: str | None, settings: Settings, home: Home) -> list[Path]:
