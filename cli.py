@@ -36,6 +36,7 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.track import BUDGET_UNITS
+from trainer import climbmix
 from trainer.hardware import resolve_device
 from trainer.spec import SpecError, build_spec, default_config_for, track_for
 
@@ -143,6 +144,8 @@ def start(args: argparse.Namespace, home: Home) -> int:
     except ValueError as err:
         raise NodeError(f"listen address {listen!r} is not a multiaddr: {err}") from None
     psk, policy = _join_or_found_swarm(args, home)
+    if policy.dataset == "climbmix":
+        _fetch_validation_shard(home)
     device = args.device or settings.device
     if device == "cuda" and resolve_device("auto") != "cuda":
         raise NodeError("--device cuda was asked for but no NVIDIA GPU is visible; use --device cpu or auto")
@@ -191,6 +194,15 @@ def _join_or_found_swarm(args: argparse.Namespace, home: Home) -> tuple[bytes, P
     psk = create_swarm_file(home.swarm_file, policy)
     print(f"founded solo swarm {policy.swarm_id} in {home.swarm_file}; share that file to invite others")
     return psk, policy
+
+
+def _fetch_validation_shard(home: Home) -> None:
+    """Offline, say so once here rather than in every experiment's crash record."""
+    print("checking the climbmix validation shard (downloaded once into the cache)...", file=sys.stderr)
+    try:
+        climbmix.download(climbmix.VAL_SHARD, home.data_cache / "climbmix")
+    except climbmix.DataError as err:
+        raise NodeError(f"climbmix data: {err}") from None
 
 
 def _adopt_swarm(home: Home, psk: bytes, policy: Policy, path: Path) -> None:
@@ -367,7 +379,7 @@ def train(args: argparse.Namespace, home: Home) -> int:
     with tempfile.TemporaryDirectory(prefix="arnode-train-") as scratch:
         try:
             track = track_for(args.device, args.dataset, budget_kind, budget)
-            spec = build_spec(config, track, args.device, home.cache_dir / "data", home.cache_dir)
+            spec = build_spec(config, track, args.device, home.data_cache, home.cache_dir)
         except SpecError as err:
             raise NodeError(str(err)) from None
         spec_file, result_file = Path(scratch) / "spec.json", Path(scratch) / "result.json"

@@ -50,8 +50,7 @@ async def loop_overhead(runs: int, steps: int, root: Path) -> list[dict]:
     track = track_for("cpu", policy.dataset, policy.budget_kind, policy.budget)
     research = ResearchLoop(
         name="cpu", identity=identity, ledger=ledger, swarm=swarm, policy=policy, track=track, device="cpu",
-        cache_dir=home.cache_dir, runs_dir=home.runs_dir, proposer=BuiltinProposer(),
-        program_file=home.program_file, weights=WorkWeights(), max_experiments=runs,
+        home=home, proposer=BuiltinProposer(), weights=WorkWeights(), max_experiments=runs,
     )  # fmt: skip
     rows = []
     async with trio.open_nursery() as nursery:

@@ -29,6 +29,11 @@ class Home:
         )
 
     @property
+    def data_cache(self) -> Path:
+        """Downloaded datasets, one folder each (the trainer's data_dir)."""
+        return self.cache_dir / "data"
+
+    @property
     def identity_file(self) -> Path:
         return self.config_dir / "identity.pem"
 

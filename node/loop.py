@@ -9,12 +9,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from node.agent import AgentContext, OpenHypothesis, PastResult, Proposal, Proposer, ProposerExhausted, load_program
+from node.home import Home
 from node.ledger import Ledger
 from node.runner import TrainerOutcome, TrainerRun
 from node.settings import WorkWeights
@@ -65,17 +65,15 @@ class ResearchLoop:
         policy: Policy,
         track: Track,
         device: str,
-        cache_dir: Path,
-        runs_dir: Path,
+        home: Home,
         proposer: Proposer,
-        program_file: Path,
         weights: WorkWeights,
         max_experiments: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.identity, self.ledger, self.swarm, self.policy, self.track = identity, ledger, swarm, policy, track
-        self.device, self.cache_dir, self.runs_dir, self.env = device, cache_dir, runs_dir, env
-        self.proposer, self.program_file, self.weights = proposer, program_file, weights
+        self.device, self.home, self.env = device, home, env
+        self.proposer, self.weights = proposer, weights
         self.max_experiments = max_experiments
         self.root = config_hash(default_config(profile_for(device)))
         self.status = WorkerStatus(name)
@@ -109,8 +107,8 @@ class ResearchLoop:
             return None
         self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
-        spec = build_spec(plan.config, self.track, self.device, self.cache_dir / "data", self.cache_dir)
-        run_dir = self.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.config_hash[:8]}-{plan.config['seed']}"
+        spec = build_spec(plan.config, self.track, self.device, self.home.data_cache, self.home.cache_dir)
+        run_dir = self.home.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.config_hash[:8]}-{plan.config['seed']}"
         self._run = TrainerRun(spec, run_dir, self._timeout_s(), self.env)
         self.status.current = {**plan.describe(), "started": time.time(), "run_dir": str(run_dir)}
         try:
@@ -220,7 +218,7 @@ class ResearchLoop:
             recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),
-            program=load_program(self.program_file),
+            program=load_program(self.home.program_file),
         )
 
 
