@@ -20,7 +20,7 @@ from node.runner import TrainerOutcome, TrainerRun
 from node.settings import WorkWeights
 from node.swarm import Swarm
 from node.work import choose_work
-from protocol.acceptance import UBPB, TrackView
+from protocol.acceptance import TrackView, bpb
 from protocol.announce import Claim
 from protocol.config import Config, config_hash, default_config
 from protocol.errors import ProtocolError
@@ -128,7 +128,7 @@ class ResearchLoop:
         self.status.last = {
             **plan.describe(),
             "outcome": outcome.outcome,
-            "val_bpb": _bpb(record),
+            "val_bpb": bpb(record.body["val_bpb"]),
             "trainer_s": round(outcome.wall_s, 3),
             "overhead_s": round(overhead_s, 3),
         }
@@ -138,7 +138,7 @@ class ResearchLoop:
             plan.kind,
             plan.config_hash[:10],
             outcome.outcome,
-            _bpb(record) or outcome.error,
+            bpb(record.body["val_bpb"]) or outcome.error,
         )
         return record
 
@@ -273,21 +273,16 @@ def _metric(value: Any) -> int | None:
 
 def _past(record: Record) -> PastResult:
     body = record.body
-    bpb = body["val_bpb"] / UBPB if body["val_bpb"] is not None else None
     return PastResult(
         body["config"],
         body["diff"],
         body["outcome"],
-        bpb,
+        bpb(body["val_bpb"]),
         body["hypothesis"],
         record.author,
         body["proposer"],
         body["error"],
     )
-
-
-def _bpb(record: Record) -> float | None:
-    return record.body["val_bpb"] / UBPB if record.body["val_bpb"] is not None else None
 
 
 def _now_ms() -> int:

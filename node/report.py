@@ -5,7 +5,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from protocol.acceptance import UBPB, ConfigStats, TrackView
+from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.config import PROFILES, ROOTS, default_config, diff_between
 from protocol.errors import ProtocolError
 from protocol.records import Record
@@ -27,7 +27,7 @@ def record_row(record: Record) -> dict[str, Any]:
         "parent": body["parent"],
         "diff": body["diff"],
         "outcome": body["outcome"] if result else None,
-        "val_bpb": body["val_bpb"] / UBPB if result and body["val_bpb"] is not None else None,
+        "val_bpb": bpb(body["val_bpb"]) if result else None,
         "replicates": body["replicates"].hex() if result and body["replicates"] else None,
         "seed": body["seed"] if result else None,
         "proposer": body["proposer"] if result else None,
@@ -103,11 +103,11 @@ def export_rows(records: Iterable[Record], views: Mapping[str, TrackView]) -> li
         view = views.get(record.track.key)
         accepted = view is not None and any(s.config == body["config"] and s.accepted for s in view.leaderboard)
         status = "crash" if body["outcome"] != "ok" else ("keep" if accepted else "discard")
-        bpb = f"{body['val_bpb'] / UBPB:.6f}" if body["val_bpb"] is not None else "0.000000"
+        score = f"{bpb(body['val_bpb']):.6f}" if body["val_bpb"] is not None else "0.000000"
         memory = body["metrics"]["peak_mem_mb"]
         memory_gb = f"{memory / 1024:.1f}" if memory is not None else "0.0"
         description = " ".join((body["hypothesis"] or body["error"] or body["outcome"]).split())
-        rows.append((record.hex_id[:12], bpb, memory_gb, status, description))
+        rows.append((record.hex_id[:12], score, memory_gb, status, description))
     return rows
 
 
@@ -133,23 +133,21 @@ def plot_progress(records: list[Record], views: Mapping[str, TrackView], path: P
 
 def _plot_track(axis, results: list[Record], view: TrackView | None) -> None:
     accepted = {s.config for s in view.leaderboard if s.accepted} if view else set()
-    ok = [
-        (i, r.body["val_bpb"] / UBPB, r.body["config"] in accepted) for i, r in enumerate(results) if r.body["val_bpb"]
-    ]
+    ok = [(i, bpb(r.body["val_bpb"]), r.body["config"] in accepted) for i, r in enumerate(results) if r.body["val_bpb"]]
     crashed = [i for i, r in enumerate(results) if r.body["outcome"] != "ok"]
-    kept = [(i, bpb) for i, bpb, keep in ok if keep]
-    discarded = [(i, bpb) for i, bpb, keep in ok if not keep]
+    kept = [(i, value) for i, value, keep in ok if keep]
+    discarded = [(i, value) for i, value, keep in ok if not keep]
     if discarded:
         axis.scatter(*zip(*discarded, strict=True), color="0.6", s=14, label="discarded")
     if kept:
         axis.scatter(*zip(*kept, strict=True), color="tab:green", s=22, label="kept (accepted config)")
     if ok:
-        top = max(bpb for _, bpb, _ in ok)
+        top = max(value for _, value, _ in ok)
         if crashed:
             axis.scatter(crashed, [top] * len(crashed), color="tab:red", marker="x", s=20, label="crashed")
         steps, running = [], float("inf")
-        for i, bpb, _ in ok:
-            running = min(running, bpb)
+        for i, value, _ in ok:
+            running = min(running, value)
             steps.append((i, running))
         axis.step(*zip(*steps, strict=True), where="post", color="tab:blue", label="running best run")
     axis.set_xlabel("experiment #")

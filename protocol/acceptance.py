@@ -39,6 +39,11 @@ K_ACCEPT = 2.1  # standard errors replication evidence must lead the parent by: 
 UBPB = 1_000_000  # micro-bits per byte in one bit per byte
 
 
+def bpb(ubpb: int | None) -> float | None:
+    """A record's integer micro-bpb as bits per byte (None stays None)."""
+    return ubpb / UBPB if ubpb is not None else None
+
+
 @dataclass(frozen=True)
 class Run:
     """The fields of a result record that the rule reads."""

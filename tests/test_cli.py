@@ -182,4 +182,3 @@ def test_a_daemon_killed_mid_experiment_publishes_no_half_result_and_restarts_wi
     finally:
         assert third.stop() == 0
     assert len(arnode_json(home, "results", "--all")) == len(kept) + 1
-

@@ -11,7 +11,6 @@ from trainer.atomic import atomic_write
 PACKAGE = Path(__file__).parent
 ERROR_CHARS = 300  # what a result record can carry
 OUTCOMES = ("ok", "crash", "timeout", "diverged")
-RECORD_METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
 
 
 def code_hash() -> str:
@@ -29,11 +28,6 @@ def one_line(error: BaseException | str) -> str:
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:ERROR_CHARS]
-
-
-def record_metrics(result: Mapping[str, Any]) -> dict[str, int | None]:
-    """The integer metrics of a result record, taken from a RESULT."""
-    return {name: result[name] for name in RECORD_METRICS}
 
 
 def write_result(path: Path, result: Mapping[str, Any]) -> None:
