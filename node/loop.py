@@ -18,7 +18,7 @@ from node.home import Home
 from node.ledger import Ledger
 from node.runner import TrainerOutcome, TrainerRun
 from node.settings import WorkWeights
-from node.swarm import Swarm
+from node.swarm import Swarm, now_ms
 from node.work import choose_work
 from protocol.acceptance import TrackView, bpb
 from protocol.announce import Claim
@@ -117,7 +117,7 @@ class ResearchLoop:
             self._run = None
             with trio.CancelScope(shield=True):
                 await self.swarm.release_claim(self.track.key, plan.config_hash)
-        record = sign(self.identity, "result", plan.body(self.track, outcome), _now_ms())
+        record = sign(self.identity, "result", plan.body(self.track, outcome), now_ms())
         (run_dir / "record.bin").write_bytes(record.raw)
         with trio.CancelScope(shield=True):  # a finished result is shared even while we shut down
             await self.swarm.publish(record)
@@ -149,8 +149,7 @@ class ResearchLoop:
 
     async def _plan(self) -> "Plan":
         view = self.ledger.assess().get(self.track.key)
-        now = _now_ms()
-        claims = self._running_claims(now)
+        claims = self._running_claims(now_ms())
         claimed_by_others = {c.config for c in claims if c.author != self.identity.peer_id} | self._unrunnable
         rng = random.Random(self._state_seed(view))
         work = choose_work(view, self.root, self.identity.peer_id, claimed_by_others, self.policy, self.weights, rng)
@@ -283,7 +282,3 @@ def _past(record: Record) -> PastResult:
         body["proposer"],
         body["error"],
     )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
