@@ -18,17 +18,17 @@ from rich.table import Table
 
 import trainer
 from node import report
-from node.addresses import shareable_addrs
-from node.agent import load_program
-from node.bootstrap import parse_bootstrap_file
 from node.control import ask_daemon
 from node.daemon import Daemon, DaemonOptions, bootstrap_sources, workers_for
 from node.errors import NodeError
 from node.home import Home
 from node.keyfile import load_or_create_identity
-from node.ledger import Ledger
 from node.live import run_with_view, setup_logging
+from node.net.addresses import shareable_addrs
+from node.net.bootstrap import parse_bootstrap_file
+from node.research.agent import load_program
 from node.settings import Settings, load_settings, write_default_settings
+from node.store.ledger import Ledger
 from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
 from protocol.acceptance import UBPB
 from protocol.config import apply

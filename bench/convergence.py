@@ -20,7 +20,7 @@ import trio
 
 from bench.ledger import POLICY, T0, synthetic_records
 from bench.sync import session
-from node.ledger import Ledger
+from node.store.ledger import Ledger
 from protocol.acceptance import assess
 from protocol.records import decode
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.node.swarm_process import SwarmProcess, held, kill_all, publish, start_node, wait_until
+from tests.node.net.swarm_process import SwarmProcess, held, kill_all, publish, start_node, wait_until
 
 SETTLE_S = 3.0  # gossip is done once no node's ledger has grown for this long
 SETTLE_CAP_S = 180.0

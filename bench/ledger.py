@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgpack
 
-from node.ledger import Ledger
+from node.store.ledger import Ledger
 from protocol.config import Config, apply, config_hash, default_config, diff_between
 from protocol.identity import Identity
 from protocol.policy import Policy

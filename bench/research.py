@@ -22,14 +22,14 @@ from pathlib import Path
 
 import trio
 
-from node.agent import AgentContext
-from node.builtin_proposer import BuiltinProposer, knob_steps
 from node.home import Home
-from node.ledger import Ledger
-from node.loop import ResearchLoop
-from node.runner import TrainerRun
+from node.net.swarm import Swarm
+from node.research.agent import AgentContext
+from node.research.builtin_proposer import BuiltinProposer, knob_steps
+from node.research.loop import ResearchLoop
+from node.research.runner import TrainerRun
 from node.settings import WorkWeights
-from node.swarm import Swarm
+from node.store.ledger import Ledger
 from protocol.config import KNOBS, check_config, config_hash
 from protocol.errors import ConfigError
 from protocol.identity import Identity

@@ -21,8 +21,8 @@ import trio
 import trio.testing
 
 from bench.ledger import POLICY, T0, synthetic_records
-from node.ledger import Ledger
-from node.sync import reconcile
+from node.net.sync import reconcile
+from node.store.ledger import Ledger
 from protocol.records import decode
 
 NOW = T0 + 10**12

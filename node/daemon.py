@@ -18,11 +18,11 @@ import trio
 from node.control import serve_control
 from node.errors import NodeError
 from node.home import Home
-from node.ledger import Ledger
-from node.llm_proposer import LLMSettings, make_proposer
-from node.loop import ResearchLoop
+from node.net.swarm import Swarm
+from node.research.llm_proposer import LLMSettings, make_proposer
+from node.research.loop import ResearchLoop
 from node.settings import Settings
-from node.swarm import Swarm
+from node.store.ledger import Ledger
 from protocol.identity import Identity
 from protocol.policy import Policy
 from trainer.hardware import gpu_count, resolve_device

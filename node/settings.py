@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import NodeError
+from node.research.work import WorkWeights
 
 DEFAULT_TEXT = """\
 # arnode node config. Command-line flags override these values.
@@ -32,13 +33,6 @@ verify = 3.0    # re-run another author's candidate with a fresh seed
 explore = 5.0   # ask the agent for a change to the best config
 noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
 """
-
-
-@dataclass(frozen=True)
-class WorkWeights:
-    verify: float = 3.0
-    explore: float = 5.0
-    noise: float = 1.0
 
 
 @dataclass(frozen=True)

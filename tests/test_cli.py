@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json, trainer_pids
-from tests.node.swarm_process import wait_until
+from tests.node.net.swarm_process import wait_until
 
 
 @pytest.fixture(scope="module")

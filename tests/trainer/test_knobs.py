@@ -10,7 +10,7 @@ import contextlib
 import pytest
 import torch
 
-from node.builtin_proposer import knob_steps
+from node.research.builtin_proposer import knob_steps
 from protocol.config import KNOBS, check_config
 from protocol.errors import ConfigError
 from tests.trainer.conftest import tiny_config

@@ -1,0 +1,421 @@
+"""The swarm: this node's libp2p host, gossip, sync and peer keeping, under one trio nursery.
+
+Records reach the ledger by two paths that end in the same ``Ledger.add``: GossipSub (fast,
+lossy) and anti-entropy sync (slow, complete). Gossip is checked by a synchronous validator that
+rejects and never raises: decode and verify, swarm policy, no replays, and a per-author rate limit.
+A record that gossip drops for any reason still arrives by sync, which runs on every new
+connection and every ``sync_interval_s`` with a random peer.
+
+New records, from either path, are reported through ``on_record(record, via)`` with ``via`` one of
+"gossip" or "sync": a plain callable that must not block (the daemon may forward them into a trio
+memory channel with ``send_nowait``). It is not called for records this node publishes itself.
+"""
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.peer.id import ID
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from node.clock import now_ms
+from node.errors import NodeError
+from node.net import sync
+from node.net.addresses import shareable_addrs
+from node.net.claims import ClaimBook
+from node.net.host import build_host, build_pubsub
+from node.net.keeper import Keeper
+from node.net.libp2p_patches import OUTBOUND_QUEUE_RPCS
+from node.net.netstream import NetStreamAdapter
+from node.net.ratelimit import RateLimiter
+from node.store.ledger import Ledger
+from protocol import announce
+from protocol.announce import Claim
+from protocol.errors import ProtocolError
+from protocol.identity import Identity
+from protocol.policy import Policy
+from protocol.records import MAX_RECORD_BYTES, Record, decode
+
+log = logging.getLogger("arnode.swarm")
+
+SYNC_PROTOCOL = "/arnode/sync/1"
+# Gossip per author: a node finishes an experiment every few minutes, so 50 records/s with a
+# burst of 500 only ever stops a flood (or a replay of someone's history); sync delivers the rest.
+AUTHOR_RATE_PER_S = 50.0
+AUTHOR_BURST = 500.0
+ANNOUNCE_RATE_PER_S = 2.0
+ANNOUNCE_BURST = 20.0
+# Publishing: at most this many records a second from this node, and never into a peer queue
+# that is more than half full, so the library's queues never overflow and drop silently.
+PUBLISH_PER_S = 500.0
+PUBLISH_QUEUE = 100_000
+SYNC_DEADLINE_S = 60.0
+MAX_PARALLEL_SYNCS = 4
+OPEN_STREAM_TIMEOUT_S = 10.0
+
+
+class Swarm:
+    def __init__(
+        self,
+        identity: Identity,
+        psk: bytes,
+        policy: Policy,
+        ledger: Ledger,
+        listen: str = "/ip4/0.0.0.0/tcp/4001",
+        bootstrap: Iterable[str] = (),
+        sync_interval_s: float = 30.0,
+        announce_interval_s: float = 10.0,
+        on_record: Callable[[Record, str], None] | None = None,
+        author_rate: tuple[float, float] = (AUTHOR_RATE_PER_S, AUTHOR_BURST),
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.identity = identity
+        self.policy = policy
+        self.ledger = ledger
+        self.listen = listen
+        self.sync_interval_s = sync_interval_s
+        self.announce_interval_s = announce_interval_s
+        self.on_record = on_record
+        self.host: IHost = build_host(identity, psk, listen)
+        self.pubsub: Pubsub = build_pubsub(self.host)
+        self.keeper = Keeper(self.host, max_backoff_s=max_backoff_s)
+        for addr in bootstrap:
+            self.keeper.add_bootstrap(addr)
+        self.claims = ClaimBook()
+        self.announce_topic = f"/arnode/{policy.swarm_id}/announce/1"
+        self._author_limit = RateLimiter(*author_rate)
+        self._announce_limit = RateLimiter(ANNOUNCE_RATE_PER_S, ANNOUNCE_BURST)
+        self._latest_addrs: dict[str, int] = {}  # author -> ts_ms of the newest addrs we took
+        self._since: dict[str, float] = {}  # peer -> wall-clock time its connection opened
+        self._publish_send, self._publish_receive = trio.open_memory_channel[tuple[str, bytes]](PUBLISH_QUEUE)
+        self._new_peer_send, self._new_peer_receive = trio.open_memory_channel[str](1024)
+        self.counters: Counter[str] = Counter()  # what the validators decided, for status and tests
+        self._syncing: set[str] = set()
+        self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
+        self._observed_ledger = _ObservedLedger(ledger, self._notify)
+        self.host.get_network().register_notifee(_ConnectionEvents(self))
+        self.host.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
+        self.pubsub.set_topic_validator(policy.topic, self._validate_record, is_async_validator=False)
+        self.pubsub.set_topic_validator(self.announce_topic, self._validate_announcement, is_async_validator=False)
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    # --- running ---
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, keep peers, gossip and sync until cancelled; the host is closed on the way out."""
+        # Failure 2: pubsub must be running before the first connection exists, or its streams never open.
+        async with (
+            background_trio_service(self.pubsub),
+            background_trio_service(self.pubsub.router),
+            self.host.run([multiaddr.Multiaddr(self.listen)]),
+        ):
+            if not self.host.get_addrs():  # the library logs a failed listen and carries on deaf
+                raise NodeError(f"cannot listen on {self.listen}: the port is in use or the address is not ours")
+            records = await self.pubsub.subscribe(self.policy.topic)
+            announcements = await self.pubsub.subscribe(self.announce_topic)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_drain, records)  # the validator already stored each record
+                    nursery.start_soon(_drain, announcements)
+                    nursery.start_soon(self.keeper.run)
+                    nursery.start_soon(self._publisher)
+                    nursery.start_soon(self._announcer)
+                    nursery.start_soon(self._sync_new_peers, nursery)
+                    nursery.start_soon(self._sync_periodically, nursery)
+                    log.info("listening on %s", " ".join(self.listen_addrs()))
+                    task_status.started()
+            finally:
+                log.info("closing the host")
+
+    def listen_addrs(self) -> list[str]:
+        """Our dialable addresses, each ending in /p2p/<peer id>; a wildcard becomes this machine's IPs."""
+        found: list[str] = []
+        for addr in map(str, self.host.get_addrs()):
+            for usable in shareable_addrs(addr):
+                if usable not in found:
+                    found.append(usable)
+        return found
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Connected peers: id, the addresses we reach them on, and since when (Unix seconds)."""
+        network = self.host.get_network()
+        found = []
+        for peer in self.host.get_connected_peers():
+            addrs = sorted({str(addr) for conn in network.get_connections(peer) for addr in _remote(conn)})
+            found.append({"id": str(peer), "addrs": addrs, "since": self._since.get(str(peer))})
+        return sorted(found, key=lambda peer: peer["id"])
+
+    async def set_blocked(self, peer_ids: Iterable[str]) -> None:
+        """Refuse exactly these peers from now on and drop our connections to them: a ban list."""
+        blocked = set(peer_ids)
+        for peer in self.keeper.blocked - blocked:
+            self.pubsub.remove_from_blacklist(ID.from_base58(peer))
+        for peer in blocked:
+            self.pubsub.add_to_blacklist(ID.from_base58(peer))
+        self.keeper.blocked = blocked
+        for peer in blocked & self.keeper.connected():
+            await self.host.disconnect(ID.from_base58(peer))
+
+    # --- publishing ---
+
+    async def publish(self, record: Record) -> None:
+        """Store our record, then queue it for gossip; RecordError if the ledger refuses it."""
+        self.ledger.add(record.raw)
+        await self._publish_send.send((self.policy.topic, record.raw))
+
+    async def announce_claim(self, track_key: str, config_hash: str, ttl_s: float) -> None:
+        """Tell the swarm we are running ``config_hash`` on ``track_key`` for the next ``ttl_s`` seconds."""
+        ts = now_ms()
+        data = announce.sign_claim(self.identity, track_key, config_hash, ts, int(ttl_s * 1000))
+        self.claims.add(announce.decode(data, ts), ts)
+        await self._publish_send.send((self.announce_topic, data))
+
+    async def release_claim(self, track_key: str, config_hash: str) -> None:
+        """Withdraw our claim: a claim that expires a millisecond after it is made replaces it everywhere."""
+        await self.announce_claim(track_key, config_hash, ttl_s=0.001)
+
+    def live_claims(self, now_ms: int) -> list[Claim]:
+        return self.claims.live(now_ms)
+
+    async def _publisher(self) -> None:
+        async for topic, data in self._publish_receive:
+            while self._queues_busy():
+                await trio.sleep(0.01)
+            await self.pubsub.publish(topic, data)
+            await trio.sleep(1 / PUBLISH_PER_S)
+
+    def _queues_busy(self) -> bool:
+        return any(len(queue) > OUTBOUND_QUEUE_RPCS // 2 for queue in self.pubsub.peer_queues.values())
+
+    async def _announcer(self) -> None:
+        """Our addresses and live claims, again and again: peers joining later learn them too."""
+        while True:
+            ts = now_ms()
+            addrs = [addr.rsplit("/p2p/", 1)[0] for addr in self.listen_addrs()][: announce.MAX_ADDRS]
+            if addrs:
+                await self._publish_send.send((self.announce_topic, announce.sign_addrs(self.identity, addrs, ts)))
+            for claim in self.claims.mine(self.peer_id, ts):
+                data = announce.sign_claim(self.identity, claim.track_key, claim.config, ts, claim.expires_ms - ts)
+                await self._publish_send.send((self.announce_topic, data))
+            await trio.sleep(self.announce_interval_s)
+
+    # --- validators: run by pubsub for every message, ours included; they reject and never raise ---
+
+    def _validate_record(self, forwarder: ID, msg: Any) -> bool:
+        try:
+            verdict = self._judge_record(str(forwarder), msg.data)
+        except (ProtocolError, ValueError) as err:
+            log.info("gossip from %s rejected: %s", forwarder, err)
+            verdict = "invalid"
+        except Exception as err:  # a bug or a full disk must cost one message, not the node
+            log.warning("gossip from %s dropped: %s: %s", forwarder, type(err).__name__, err)
+            verdict = "failed"
+        self.counters[f"gossip_{verdict}"] += 1
+        return verdict in ("accepted", "own")
+
+    def _judge_record(self, forwarder: str, data: bytes) -> str:
+        if len(data) > MAX_RECORD_BYTES:
+            raise ValueError(f"{len(data)} bytes is over the record cap")
+        if forwarder == self.peer_id:
+            return "own"  # our own publish: stored before it was queued
+        ts = now_ms()
+        record = decode(data, ts)
+        if not self.policy.admits(record.track):
+            raise ValueError(f"track {record.track.key} is not this swarm's")
+        if self.ledger.has(record.id):
+            log.debug("gossip from %s: %s already held, not forwarded", forwarder, record.hex_id[:12])
+            return "held"
+        if not self._author_limit.allow(record.author):
+            log.info("gossip from %s: author %s over its rate; sync will bring it", forwarder, record.author)
+            return "rate_limited"
+        added = self.ledger.add(data, ts)
+        if added is not None:
+            self._notify(added, "gossip")
+        return "accepted"
+
+    def _validate_announcement(self, forwarder: ID, msg: Any) -> bool:
+        try:
+            if self._accept_announcement(msg.data):
+                return True
+            self.counters["announce_stale"] += 1
+            return False
+        except (ProtocolError, ValueError) as err:
+            log.info("announcement from %s rejected: %s", forwarder, err)
+        except Exception as err:
+            log.warning("announcement from %s dropped: %s: %s", forwarder, type(err).__name__, err)
+        self.counters["announce_invalid"] += 1
+        return False
+
+    def _accept_announcement(self, data: bytes) -> bool:
+        ts = now_ms()
+        news = announce.decode(data, ts)
+        if news.author != self.peer_id and not self._announce_limit.allow(news.author):
+            raise ValueError(f"author {news.author} announces too often")
+        if isinstance(news, Claim):
+            self.claims.add(news, ts)
+            return True
+        if news.ts_ms <= self._latest_addrs.get(news.author, -1):
+            return False  # not newer than what we hold: a replay or a duplicate, not forwarded
+        self._latest_addrs[news.author] = news.ts_ms
+        if news.author != self.peer_id:
+            self.keeper.learn(news.author, list(news.addrs))
+        return True
+
+    # --- sync ---
+
+    async def _serve_sync(self, stream: INetStream) -> None:
+        peer = str(stream.muxed_conn.peer_id)
+        adapter = NetStreamAdapter(stream)
+        try:
+            report = await sync.reconcile(adapter, self._observed_ledger, initiator=False, deadline_s=SYNC_DEADLINE_S)
+        finally:
+            await adapter.aclose()
+        _log_sync(peer, report)
+
+    async def sync_with(self, peer: str) -> Any:
+        """Reconcile our ledger with ``peer``'s now; the SyncReport, or None if no stream opened."""
+        if peer in self._syncing:
+            return None
+        self._syncing.add(peer)
+        try:
+            async with self._sync_slots:
+                stream = None
+                with trio.move_on_after(OPEN_STREAM_TIMEOUT_S):
+                    try:
+                        stream = await self.host.new_stream(ID.from_base58(peer), [SYNC_PROTOCOL])
+                    except Exception as err:
+                        log.info("sync with %s: no stream (%s: %s)", peer, type(err).__name__, str(err)[:200])
+                if stream is None:
+                    return None
+                adapter = NetStreamAdapter(stream)
+                try:
+                    report = await sync.reconcile(
+                        adapter, self._observed_ledger, initiator=True, deadline_s=SYNC_DEADLINE_S
+                    )
+                finally:
+                    await adapter.aclose()
+                _log_sync(peer, report)
+                return report
+        finally:
+            self._syncing.discard(peer)
+
+    async def _sync_new_peers(self, nursery: trio.Nursery) -> None:
+        async for peer in self._new_peer_receive:
+            if peer in self.keeper.blocked:
+                await self.host.disconnect(ID.from_base58(peer))
+                continue
+            # One side starts: the one with the smaller ID (the other would only repeat the work).
+            if self.peer_id < peer:
+                nursery.start_soon(self.sync_with, peer)
+
+    async def _sync_periodically(self, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.sleep(self.sync_interval_s * random.uniform(0.8, 1.2))
+            peers = sorted(self.keeper.connected() - self.keeper.blocked)
+            if peers:
+                nursery.start_soon(self.sync_with, random.choice(peers))
+
+    def _on_connected(self, peer: str) -> None:
+        self._since.setdefault(peer, time.time())
+        try:
+            self._new_peer_send.send_nowait(peer)
+        except trio.WouldBlock:
+            log.debug("connection burst: %s waits for the periodic sync", peer)
+
+    def _notify(self, record: Record, via: str) -> None:
+        if self.on_record is None:
+            return
+        try:
+            self.on_record(record, via)
+        except Exception as err:
+            log.warning("on_record failed: %s: %s", type(err).__name__, err)
+
+
+class _ObservedLedger:
+    """The ledger as sync sees it: every call passes through; records that sync adds are reported."""
+
+    def __init__(self, ledger: Ledger, notify: Callable[[Record, str], None]) -> None:
+        self._ledger = ledger
+        self._notify = notify
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+    def __len__(self) -> int:
+        return len(self._ledger)
+
+    def add(self, raw: bytes, now_ms: int | None = None) -> Record | None:
+        record = self._ledger.add(raw, now_ms)
+        if record is not None:
+            self._notify(record, "sync")
+        return record
+
+    def add_many(self, raws: Iterable[bytes], now_ms: int | None = None) -> Any:
+        report = self._ledger.add_many(raws, now_ms)
+        for record in report.added:
+            self._notify(record, "sync")
+        return report
+
+
+class _ConnectionEvents(INotifee):
+    """Connection events from the network, turned into calls on the swarm (which must not block)."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self.swarm._on_connected(str(conn.muxed_conn.peer_id))
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if not network.get_connections(peer):
+            self.swarm._since.pop(str(peer), None)
+            log.info("disconnected from %s", peer)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+async def _drain(subscription: Any) -> None:
+    while True:
+        await subscription.get()
+
+
+def _remote(conn: INetConn) -> list[Any]:
+    try:
+        return list(conn.get_transport_addresses())
+    except Exception:
+        return []
+
+
+def _log_sync(peer: str, report: Any) -> None:
+    if report.ok:
+        log.info(
+            "sync with %s: %d in, %d out, %d rejected, %d round trips",
+            peer,
+            report.records_received,
+            report.records_sent,
+            report.rejected,
+            report.round_trips,
+        )
+    else:
+        log.info("sync with %s failed: %s", peer, report.reason)

@@ -1,0 +1,13 @@
+"""Research: deciding what to run, running it, and turning the outcome into a signed record.
+
+    loop.py              one worker's loop: choose work, claim, run the trainer, sign, publish
+    work.py              the pure choice of the next kind of work (baseline, verify, noise, explore)
+    agent.py             what a proposer reads (AgentContext) and answers (Proposal)
+    builtin_proposer.py  the built-in search proposer
+    llm_proposer.py      the OpenAI-compatible LLM proposer, falling back to the built-in one
+    llm_prompt.py        the words sent to the LLM
+    runner.py            the trainer as a child process with a hard deadline
+
+Imports protocol, node.store, the leaves and trainer's light modules (spec, report); never libp2p:
+the swarm is reached through loop.Network.
+"""
