@@ -167,9 +167,9 @@ def emit(message: dict[str, Any]) -> None:
 
 async def serve(node: Node) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(node.net.swarm.run)
+        await nursery.start(node.swarm.run)
         node.nursery = nursery
-        emit({"event": "ready", "peer_id": node.identity.peer_id, "addrs": node.net.swarm.listen_addrs()})
+        emit({"event": "ready", "peer_id": node.identity.peer_id, "addrs": node.swarm.listen_addrs()})
         nursery.start_soon(stop_on_signal, nursery.cancel_scope)
         while True:
             line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
@@ -326,9 +326,9 @@ def main() -> None:
     node = Node(args)
     try:
         trio.run(serve, node)
-        count = len(node.store.ledger)
+        count = len(node.ledger)
     finally:
-        node.store.ledger.close()
+        node.ledger.close()
     emit({"event": "stopped", "count": count})
 
 
