@@ -166,8 +166,9 @@ def start(args: argparse.Namespace, home: Home) -> int:
     )
     live = sys.stderr.isatty() and not args.plain
     setup_logging(home.log_file, args.debug, live)
-    daemon = Daemon(home, identity, psk, policy, settings, options)
-    trio.run(run_with_view if live else Daemon.run, daemon)
+    with Ledger.open(home.ledger_file, policy) as ledger:
+        daemon = Daemon(home, identity, psk, policy, settings, options, ledger)
+        trio.run(run_with_view if live else Daemon.run, daemon)
     return 0
 
 

@@ -3,9 +3,10 @@
 A universe U of N signed records (bench.ledger's synthetic history). For each D, ledger A lacks
 D/2 records of U and ledger B lacks another D/2, so the sets differ by D; D = N splits U in two
 halves. "fresh" is a node with nothing meeting one with all of U. Each row is one session over
-an in-memory trio stream, both sides in this process (so the seconds include both sides'
-verification on one core); after it both ledgers hold exactly U. The reference is inserting the
-same records with Ledger.add_many in this process: what a session cannot beat.
+an in-memory trio stream, both sides in this process (so the seconds include both sides' work),
+verifying with one Intake whose worker pool uses every core, as a node does; after it both
+ledgers hold exactly U. The reference is inserting the same records with Ledger.add_many, which
+verifies inline on one core: the "fresh" row is the catch-up of a new node.
 
     python -m bench.sync [--records 100000]
 """
@@ -22,6 +23,7 @@ import trio.testing
 
 from bench.ledger import POLICY, T0, synthetic_records
 from node.net.sync import reconcile
+from node.store.intake import Intake
 from node.store.ledger import Ledger
 from protocol.records import decode
 
@@ -35,12 +37,12 @@ def fill(path: Path, raws: list[bytes]) -> Ledger:
     return ledger
 
 
-async def session(left: Ledger, right: Ledger):
+async def session(left: Ledger, right: Ledger, intake: Intake):
     a, b = trio.testing.memory_stream_pair()
     reports = [None, None]
 
     async def run(index: int, stream, ledger: Ledger, initiator: bool) -> None:
-        reports[index] = await reconcile(stream, ledger, initiator=initiator, deadline_s=600)
+        reports[index] = await reconcile(stream, ledger, initiator=initiator, deadline_s=600, intake=intake)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, 0, a, left, True)
@@ -62,7 +64,7 @@ def main() -> None:
         decode(raw, NOW)
     decode_rate = 5000 / (time.perf_counter() - started)
 
-    with tempfile.TemporaryDirectory() as directory:
+    with Intake(POLICY) as intake, tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         common = set(ids[1000:])
         started = time.perf_counter()
@@ -83,7 +85,7 @@ def main() -> None:
                 ledgers.append(fill(path, [universe[i] for i in sorted(extra)]))
             a, b = ledgers
             started = time.perf_counter()
-            mine, theirs = trio.run(session, a, b)
+            mine, theirs = trio.run(session, a, b, intake)
             seconds = time.perf_counter() - started
             assert mine.ok and theirs.ok, (mine.reason, theirs.reason)
             assert len(a) == len(b) == len(holds_a | holds_b)

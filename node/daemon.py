@@ -1,8 +1,9 @@
-"""The daemon: one nursery owning the swarm, the research workers and the control socket.
+"""The daemon: a services nursery (the swarm, the control socket) around a research nursery (the workers).
 
-Shutdown is designed: the first SIGINT/SIGTERM stops taking work and ends the running experiments
-deliberately (each becomes a 'killed' record, kept and shared), then the host closes and the
-ledger is flushed. A second signal cancels at once.
+Shutdown is designed: the first SIGINT/SIGTERM stops the workers, which end their running
+experiments deliberately (each becomes a 'killed' record, kept and shared); the daemon waits for
+the research nursery to finish, at most STOP_EXPERIMENTS_S, then cancels the services and the host
+closes. A second signal cancels at once. The ledger belongs to the caller, who opens it in a `with`.
 """
 
 import logging
@@ -46,11 +47,17 @@ class DaemonOptions:
 
 class Daemon:
     def __init__(
-        self, home: Home, identity: Identity, psk: bytes, policy: Policy, settings: Settings, options: DaemonOptions
+        self,
+        home: Home,
+        identity: Identity,
+        psk: bytes,
+        policy: Policy,
+        settings: Settings,
+        options: DaemonOptions,
+        ledger: Ledger,
     ) -> None:
-        self.home, self.identity, self.policy, self.options = home, identity, policy, options
+        self.home, self.identity, self.policy, self.options, self.ledger = home, identity, policy, options, ledger
         self.started = time.time()
-        self.ledger = Ledger.open(home.ledger_file, policy)
         self.track = track_for(options.device, policy.dataset, policy.budget_kind, policy.budget, policy.eval_version)
         self.swarm = Swarm(
             identity,
@@ -82,31 +89,39 @@ class Daemon:
         ]
 
     async def run(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.swarm.run)
-                await nursery.start(serve_control, self.home.control_socket, self.control_handlers())
-                log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
-                for research in self.loops:
-                    nursery.start_soon(research.run)
-                await self._wait_for_signal(nursery)
-        finally:
-            self.ledger.close()
-
-    async def _wait_for_signal(self, nursery: trio.Nursery) -> None:
+        """Serve until the first signal, then stop the workers and wait for them, within a deadline."""
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
+            async with trio.open_nursery() as services:
+                await services.start(self.swarm.run)
+                await services.start(serve_control, self.home.control_socket, self.control_handlers())
+                log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
+                research_done = trio.Event()
+                services.start_soon(self._research, research_done)
+                signum = await _next_signal(signals)
                 log.info("%s: stopping; the running experiments end as 'killed' records", signal.Signals(signum).name)
-                break
-            for research in self.loops:
-                research.stop()
-            with trio.move_on_after(STOP_EXPERIMENTS_S) as waiting:
-                async with trio.open_nursery() as watch:
-                    watch.start_soon(_cancel_on_next_signal, signals, waiting)
-                    while any(research.status.current for research in self.loops):
-                        await trio.sleep(0.1)
-                    watch.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
+                await self._stop_research(research_done, signals)
+                services.cancel_scope.cancel()
+        log.info("stopped: %d experiments recorded in this session", sum(r.status.experiments for r in self.loops))
+
+    async def _research(self, done: trio.Event) -> None:
+        """The workers' own nursery: it ends when every worker has finished or been stopped."""
+        try:
+            async with trio.open_nursery() as research:
+                for worker in self.loops:
+                    research.start_soon(worker.run)
+        finally:
+            done.set()
+
+    async def _stop_research(self, done: trio.Event, signals: Any) -> None:
+        for worker in self.loops:
+            worker.stop()
+        with trio.move_on_after(STOP_EXPERIMENTS_S) as waiting:
+            async with trio.open_nursery() as watch:
+                watch.start_soon(_cancel_on_next_signal, signals, waiting)
+                await done.wait()
+                watch.cancel_scope.cancel()
+        if waiting.cancelled_caught:
+            log.warning("stopping without waiting longer for the workers to record their experiments")
 
     def control_handlers(self) -> dict[str, Any]:
         return {"status": self.status, "peers": self.swarm.peers}
@@ -121,6 +136,7 @@ class Daemon:
             "track": self.track.key,
             "uptime_s": round(time.time() - self.started),
             "peers": len(self.swarm.peers()),
+            "gossip": dict(self.swarm.counters),  # the validators' verdicts: accepted, held, invalid, ...
             "records": len(self.ledger),
             "best": {"config": best.config, "val_bpb": best.evidence_mean, "runs": best.runs} if best else None,
             "workers": [research.status.__dict__ for research in self.loops],
@@ -128,11 +144,16 @@ class Daemon:
         }
 
 
-async def _cancel_on_next_signal(signals: Any, scope: trio.CancelScope) -> None:
+async def _next_signal(signals: Any) -> int:
     async for signum in signals:
-        log.warning("%s again: stopping at once, without waiting for the experiments", signal.Signals(signum).name)
-        scope.cancel()
-        return
+        return signum
+    raise AssertionError("a signal receiver never ends")
+
+
+async def _cancel_on_next_signal(signals: Any, scope: trio.CancelScope) -> None:
+    signum = await _next_signal(signals)
+    log.warning("%s again: stopping at once, without waiting for the experiments", signal.Signals(signum).name)
+    scope.cancel()
 
 
 def bootstrap_sources(explicit: str | None, settings: Settings, home: Home) -> list[Path]:

@@ -195,23 +195,3 @@ def config_hash(config: Mapping[str, Value]) -> str:
 
 
 ROOTS: dict[str, str] = {config_hash(default_config(profile)): profile for profile in PROFILES}
-
-
-def resolve(config_id: str, parents: Mapping[str, tuple[str, Mapping[str, Value]]]) -> Config:
-    """Rebuild a full config by following (parent hash, diff) links back to a profile default.
-
-    ``parents`` maps a config hash to the parent hash and diff of a record that produced it;
-    every step is re-hashed, so a record that lies about its config hash cannot mislead us.
-    """
-    chain = []
-    while config_id not in ROOTS:
-        if config_id not in parents or len(chain) > len(parents):
-            raise ConfigError(f"config {config_id[:12]} does not lead back to a default")
-        chain.append(config_id)
-        config_id = parents[config_id][0]
-    config = default_config(ROOTS[config_id])
-    for child in reversed(chain):
-        config = apply(config, parents[child][1])
-        if config_hash(config) != child:
-            raise ConfigError(f"config {child[:12]} does not match its parent plus diff")
-    return config

@@ -107,6 +107,9 @@ def _diff(value: Any) -> dict[str, Any]:
     return diff
 
 
+MAX_HYPOTHESIS_CHARS = 1000  # why a result was run, as its proposer put it
+MAX_ERROR_CHARS = 300  # the last line of a failed run
+
 BODIES: dict[str, dict[str, Any]] = {
     "result": {
         "track": Track.from_wire,
@@ -117,11 +120,11 @@ BODIES: dict[str, dict[str, Any]] = {
         "outcome": _outcome,
         "val_bpb": _ubpb,
         "metrics": _metrics,
-        "hypothesis": _text(1000),
+        "hypothesis": _text(MAX_HYPOTHESIS_CHARS),
         "proposer": _text(64),
         "code": _hex64,
         "log": _hex64,
-        "error": _text(300),
+        "error": _text(MAX_ERROR_CHARS),
         "replicates": _record_id_or_none,
     },
     "hypothesis": {
@@ -133,13 +136,11 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 
 
-def check_body(kind: str, body: Any) -> dict[str, Any]:
-    """Validate a record body of ``kind`` field by field; RecordError names the first bad field."""
-    return _checked_body(kind, body)[0]
-
-
 def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
-    """The body as a plain dict, and its track (built once: decoding is the ledger's hot path)."""
+    """The body of ``kind`` checked field by field (RecordError names the first bad one), and its track.
+
+    The track is built here once: decoding is the ledger's hot path.
+    """
     if kind not in BODIES:
         raise RecordError(f"unknown kind {kind!r}")
     schema = BODIES[kind]
@@ -167,11 +168,16 @@ def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[st
 
 
 def sign(identity: Identity, kind: str, body: Mapping[str, Any], ts_ms: int) -> Record:
-    """Make a record of ours; the body is checked exactly as a peer's would be."""
-    raw = envelope.seal(identity, _SIGNING_TAG, kind, check_body(kind, body), ts_ms)
+    """Make a record of ours; the body is checked exactly as a peer's would be, and only once.
+
+    The signature is not verified again: we just made it. The body is read back from the bytes,
+    so the Record is the one ``decode`` would give any peer (tests hold the two equal).
+    """
+    checked, track = _checked_body(kind, body)
+    raw = envelope.seal(identity, _SIGNING_TAG, kind, checked, ts_ms)
     if len(raw) > MAX_RECORD_BYTES:
         raise RecordError(f"record of {len(raw)} bytes is over the cap of {MAX_RECORD_BYTES}")
-    return decode(raw, now_ms=ts_ms)
+    return Record(hashlib.sha256(raw).digest(), raw, kind, identity.peer_id, ts_ms, envelope.body_of(raw), track)
 
 
 def decode(data: bytes, now_ms: int) -> Record:
@@ -182,8 +188,3 @@ def decode(data: bytes, now_ms: int) -> Record:
     )  # fmt: skip
     body, track = _checked_body(kind, body)
     return Record(hashlib.sha256(data).digest(), data, kind, author, ts_ms, body, track)
-
-
-def record_order(record: Record) -> tuple[int, bytes]:
-    """The total order every node uses: by timestamp, then by ID."""
-    return record.ts_ms, record.id

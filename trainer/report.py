@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from protocol.records import MAX_ERROR_CHARS
 from trainer.atomic import atomic_write
 
 PACKAGE = Path(__file__).parent
-ERROR_CHARS = 300  # what a result record can carry
 OUTCOMES = ("ok", "crash", "timeout", "diverged")
 
 
@@ -24,10 +24,10 @@ def code_hash() -> str:
 
 
 def one_line(error: BaseException | str) -> str:
-    """An error as one line of at most ERROR_CHARS characters."""
+    """An error as one line that fits a result record."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:ERROR_CHARS]
+    return (lines[-1] if lines else type(error).__name__)[:MAX_ERROR_CHARS]
 
 
 def write_result(path: Path, result: Mapping[str, Any]) -> None:

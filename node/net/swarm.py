@@ -1,14 +1,16 @@
 """The swarm: this node's libp2p host, gossip, sync and peer keeping, under one trio nursery.
 
-Records reach the ledger by two paths that end in the same ``Ledger.add``: GossipSub (fast,
-lossy) and anti-entropy sync (slow, complete). Gossip is checked by a synchronous validator that
-rejects and never raises: decode and verify, swarm policy, no replays, and a per-author rate limit.
-A record that gossip drops for any reason still arrives by sync, which runs on every new
-connection and every ``sync_interval_s`` with a random peer.
+Records reach the ledger by two paths, each judged once by the swarm's Intake (decode, verify,
+policy) and stored once with ``Ledger.insert``: GossipSub (fast, lossy) and anti-entropy sync
+(slow, complete). Gossip's validator only judges: it runs synchronously inside the library, rejects
+and never raises (bad bytes, other swarms, replays, authors over their rate), and hands each
+accepted record to the one task that stores gossip (``_store_gossip``), in batches. A record that
+gossip drops for any reason still arrives by sync, which runs on every new connection and every
+``sync_interval_s`` with a random peer. Our own records are signed by us, so they are stored
+without verifying them again.
 
-New records, from either path, are reported through ``on_record(record, via)`` with ``via`` one of
-"gossip" or "sync": a plain callable that must not block (the daemon may forward them into a trio
-memory channel with ``send_nowait``). It is not called for records this node publishes itself.
+New records from peers are reported through ``on_record(record, via)`` with ``via`` one of
+"gossip" or "sync": a plain callable that must not block. It is not called for our own records.
 """
 
 import logging
@@ -35,17 +37,17 @@ from node.net.keeper import Keeper
 from node.net.libp2p_patches import OUTBOUND_QUEUE_RPCS
 from node.net.netstream import NetStreamAdapter
 from node.net.ratelimit import RateLimiter
+from node.store.intake import Intake
 from node.store.ledger import Ledger
 from protocol import announce
 from protocol.announce import Claim
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
-from protocol.records import MAX_RECORD_BYTES, Record, decode
+from protocol.records import MAX_RECORD_BYTES, Record
 
 log = logging.getLogger("arnode.swarm")
 
-SYNC_PROTOCOL = "/arnode/sync/1"
 # Gossip per author: a node finishes an experiment every few minutes, so 50 records/s with a
 # burst of 500 only ever stops a flood (or a replay of someone's history); sync delivers the rest.
 AUTHOR_RATE_PER_S = 50.0
@@ -56,6 +58,7 @@ ANNOUNCE_BURST = 20.0
 # that is more than half full, so the library's queues never overflow and drop silently.
 PUBLISH_PER_S = 500.0
 PUBLISH_QUEUE = 100_000
+GOSSIP_STORE_QUEUE = 1024  # accepted gossip waiting to be stored; past it, sync brings the rest
 SYNC_DEADLINE_S = 60.0
 MAX_PARALLEL_SYNCS = 4
 OPEN_STREAM_TIMEOUT_S = 10.0
@@ -99,9 +102,10 @@ class Swarm:
         self.counters: Counter[str] = Counter()  # what the validators decided, for status and tests
         self._syncing: set[str] = set()
         self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
-        self._observed_ledger = _ObservedLedger(ledger, self._notify)
+        self.intake = Intake(policy)  # the pool that verifies sync batches on every core
+        self._gossip_send, self._gossip_receive = trio.open_memory_channel[Record](GOSSIP_STORE_QUEUE)
         self.host.get_network().register_notifee(_ConnectionEvents(self))
-        self.host.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
+        self.host.set_stream_handler(sync.PROTOCOL_ID, self._serve_sync)
         self.pubsub.set_topic_validator(policy.topic, self._validate_record, is_async_validator=False)
         self.pubsub.set_topic_validator(self.announce_topic, self._validate_announcement, is_async_validator=False)
 
@@ -125,8 +129,10 @@ class Swarm:
             announcements = await self.pubsub.subscribe(self.announce_topic)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_drain, records)  # the validator already stored each record
+                    # the library needs its subscriptions read; the validators already took what they carry
+                    nursery.start_soon(_drain, records)
                     nursery.start_soon(_drain, announcements)
+                    nursery.start_soon(self._store_gossip)
                     nursery.start_soon(self.keeper.run)
                     nursery.start_soon(self._publisher)
                     nursery.start_soon(self._announcer)
@@ -136,6 +142,7 @@ class Swarm:
                     task_status.started()
             finally:
                 log.info("closing the host")
+                self.intake.close()
 
     def listen_addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>; a wildcard becomes this machine's IPs."""
@@ -169,8 +176,8 @@ class Swarm:
     # --- publishing ---
 
     async def publish(self, record: Record) -> None:
-        """Store our record, then queue it for gossip; RecordError if the ledger refuses it."""
-        self.ledger.add(record.raw)
+        """Store our record (made by ``sign``: checked, not verified again), then queue it for gossip."""
+        self.ledger.insert([record])
         await self._publish_send.send((self.policy.topic, record.raw))
 
     async def announce_claim(self, track_key: str, config_hash: str, ttl_s: float) -> None:
@@ -228,20 +235,29 @@ class Swarm:
             raise ValueError(f"{len(data)} bytes is over the record cap")
         if forwarder == self.peer_id:
             return "own"  # our own publish: stored before it was queued
-        ts = now_ms()
-        record = decode(data, ts)
-        if not self.policy.admits(record.track):
-            raise ValueError(f"track {record.track.key} is not this swarm's")
+        record = self.intake.admit(data, now_ms())
         if self.ledger.has(record.id):
             log.debug("gossip from %s: %s already held, not forwarded", forwarder, record.hex_id[:12])
             return "held"
         if not self._author_limit.allow(record.author):
             log.info("gossip from %s: author %s over its rate; sync will bring it", forwarder, record.author)
             return "rate_limited"
-        added = self.ledger.add(data, ts)
-        if added is not None:
-            self._notify(added, "gossip")
+        try:
+            self._gossip_send.send_nowait(record)
+        except trio.WouldBlock:
+            return "busy"  # storing lags behind a burst: not forwarded now, sync brings it
         return "accepted"
+
+    async def _store_gossip(self) -> None:
+        """The one consumer of what gossip's validator accepted: stored in batches, one transaction each."""
+        async for record in self._gossip_receive:
+            batch = [record]
+            while len(batch) < GOSSIP_STORE_QUEUE:
+                try:
+                    batch.append(self._gossip_receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self._notify(self.ledger.insert(batch), "gossip")
 
     def _validate_announcement(self, forwarder: ID, msg: Any) -> bool:
         try:
@@ -277,7 +293,7 @@ class Swarm:
         peer = str(stream.muxed_conn.peer_id)
         adapter = NetStreamAdapter(stream)
         try:
-            report = await sync.reconcile(adapter, self._observed_ledger, initiator=False, deadline_s=SYNC_DEADLINE_S)
+            report = await self._reconcile(adapter, initiator=False)
         finally:
             await adapter.aclose()
         _log_sync(peer, report)
@@ -292,22 +308,30 @@ class Swarm:
                 stream = None
                 with trio.move_on_after(OPEN_STREAM_TIMEOUT_S):
                     try:
-                        stream = await self.host.new_stream(ID.from_base58(peer), [SYNC_PROTOCOL])
+                        stream = await self.host.new_stream(ID.from_base58(peer), [sync.PROTOCOL_ID])
                     except Exception as err:
                         log.info("sync with %s: no stream (%s: %s)", peer, type(err).__name__, str(err)[:200])
                 if stream is None:
                     return None
                 adapter = NetStreamAdapter(stream)
                 try:
-                    report = await sync.reconcile(
-                        adapter, self._observed_ledger, initiator=True, deadline_s=SYNC_DEADLINE_S
-                    )
+                    report = await self._reconcile(adapter, initiator=True)
                 finally:
                     await adapter.aclose()
                 _log_sync(peer, report)
                 return report
         finally:
             self._syncing.discard(peer)
+
+    async def _reconcile(self, stream: NetStreamAdapter, initiator: bool) -> sync.SyncReport:
+        return await sync.reconcile(
+            stream,
+            self.ledger,
+            initiator=initiator,
+            deadline_s=SYNC_DEADLINE_S,
+            intake=self.intake,
+            on_added=lambda records: self._notify(records, "sync"),
+        )
 
     async def _sync_new_peers(self, nursery: trio.Nursery) -> None:
         async for peer in self._new_peer_receive:
@@ -332,39 +356,14 @@ class Swarm:
         except trio.WouldBlock:
             log.debug("connection burst: %s waits for the periodic sync", peer)
 
-    def _notify(self, record: Record, via: str) -> None:
+    def _notify(self, records: list[Record], via: str) -> None:
         if self.on_record is None:
             return
-        try:
-            self.on_record(record, via)
-        except Exception as err:
-            log.warning("on_record failed: %s: %s", type(err).__name__, err)
-
-
-class _ObservedLedger:
-    """The ledger as sync sees it: every call passes through; records that sync adds are reported."""
-
-    def __init__(self, ledger: Ledger, notify: Callable[[Record, str], None]) -> None:
-        self._ledger = ledger
-        self._notify = notify
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ledger, name)
-
-    def __len__(self) -> int:
-        return len(self._ledger)
-
-    def add(self, raw: bytes, now_ms: int | None = None) -> Record | None:
-        record = self._ledger.add(raw, now_ms)
-        if record is not None:
-            self._notify(record, "sync")
-        return record
-
-    def add_many(self, raws: Iterable[bytes], now_ms: int | None = None) -> Any:
-        report = self._ledger.add_many(raws, now_ms)
-        for record in report.added:
-            self._notify(record, "sync")
-        return report
+        for record in records:
+            try:
+                self.on_record(record, via)
+            except Exception as err:  # an observer's bug must not cost the node a record
+                log.warning("on_record failed: %s: %s", type(err).__name__, err)
 
 
 class _ConnectionEvents(INotifee):

@@ -22,15 +22,18 @@ The stream is anything with trio's HalfCloseableStream methods (``receive_some``
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgpack
 import trio
 
+from node.clock import now_ms
 from node.errors import NodeError
+from node.store.intake import Intake
 from node.store.ledger import Ledger
 from protocol.fingerprint import FINGERPRINT_BYTES, HIGHEST, ID_BYTES, LOWEST, MAX_TS, Bound, RangeIndex
-from protocol.records import MAX_RECORD_BYTES
+from protocol.records import MAX_RECORD_BYTES, Record
 
 PROTOCOL_ID = "/arnode/sync/1"
 VERSION = 1
@@ -42,6 +45,8 @@ MAX_ROUNDS = 32  # an honest session needs about log16(n / LEAF) + 2
 MAX_RANGES_PER_ROUND = 1 << 16
 RECEIVE_BYTES = 64 * 1024
 LOOKUP_IDS = 256  # records read from the ledger per query
+JUDGE_MIN_RECORDS = 256  # judged together: enough to keep every verifying core busy
+READ_AHEAD_BATCHES = 16  # ~64 KB batches read while earlier ones are judged and stored
 FINGERPRINT, IDS = 0, 1  # how a range is described
 
 log = logging.getLogger("arnode.sync")
@@ -65,9 +70,21 @@ class PeerError(Exception):
     """The peer broke the protocol; the message is the one-line reason the session ended."""
 
 
-async def reconcile(stream, ledger: Ledger, *, initiator: bool, deadline_s: float = 60.0) -> SyncReport:
-    """Run one sync session on ``stream`` as initiator or responder; never raises for the peer's faults."""
-    session = _Session(stream, ledger)
+async def reconcile(
+    stream,
+    ledger: Ledger,
+    *,
+    initiator: bool,
+    deadline_s: float = 60.0,
+    intake: Intake | None = None,
+    on_added: Callable[[list[Record]], None] | None = None,
+) -> SyncReport:
+    """Run one sync session on ``stream`` as initiator or responder; never raises for the peer's faults.
+
+    Received records are judged by ``intake`` (the ledger's inline one by default) while the next
+    batch is read, stored with ``Ledger.insert`` and reported to ``on_added``.
+    """
+    session = _Session(stream, ledger, intake or ledger.intake, on_added)
     report = session.report
     started = time.monotonic()
     with trio.move_on_after(deadline_s) as deadline:
@@ -94,9 +111,11 @@ async def reconcile(stream, ledger: Ledger, *, initiator: bool, deadline_s: floa
 
 
 class _Session:
-    def __init__(self, stream, ledger: Ledger) -> None:
+    def __init__(self, stream, ledger: Ledger, intake: Intake, on_added: Callable[[list[Record]], None] | None) -> None:
         self.stream = stream
         self.ledger = ledger
+        self.intake = intake
+        self.on_added = on_added
         self.report = SyncReport()
         self.unpacker = msgpack.Unpacker(
             max_buffer_size=MAX_MESSAGE_BYTES, raw=False, strict_map_key=True, max_ext_len=0, use_list=True
@@ -235,23 +254,61 @@ class _Session:
         await self.stream.send_eof()
 
     async def receive_records(self) -> None:
-        while True:
-            message = await self.receive()
-            if message == ["done"]:
-                unsent = sum(1 for record_id in self.wanted if not self.ledger.has(record_id))
-                if unsent:
-                    raise PeerError(f"peer listed {unsent} records it did not send")
-                return
-            if message[0] != "records" or len(message) != 2 or not isinstance(message[1], list):
-                raise PeerError(f"expected records or done, got {_name(message)}")
-            raws = message[1]
-            if not all(type(raw) is bytes and len(raw) <= MAX_RECORD_BYTES for raw in raws):
-                raise PeerError("a record in a batch is not bytes under the size cap")
-            added = self.ledger.add_many(raws)
-            self.report.records_received += len(added.added)
-            if added.rejected:
-                self.report.rejected += len(added.rejected)
-                raise PeerError(f"peer sent {len(added.rejected)} invalid records: {added.rejected[0]}")
+        """Read, judge and store at once, as a pipeline: batch k is stored while k+1 is judged and k+2 read.
+
+        What arrived before a peer's fault is still judged and kept; the fault ends the session after.
+        """
+        to_judge, batches = trio.open_memory_channel[list[bytes]](READ_AHEAD_BATCHES)
+        to_store, judged = trio.open_memory_channel[tuple[list[Record], list[str]]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.judge_records, batches, to_store)
+            nursery.start_soon(self.store_records, judged)
+            async with to_judge:
+                fault = await self.forward_batches(to_judge)
+        if fault is not None:
+            raise fault
+        unsent = sum(1 for record_id in self.wanted if not self.ledger.has(record_id))
+        if unsent:
+            raise PeerError(f"peer listed {unsent} records it did not send")
+
+    async def forward_batches(self, to_judge: trio.MemorySendChannel[list[bytes]]) -> Exception | None:
+        """Each batch the peer sends, until done; the peer's fault, if any, returned rather than raised."""
+        try:
+            while (message := await self.receive()) != ["done"]:
+                if message[0] != "records" or len(message) != 2 or not isinstance(message[1], list):
+                    raise PeerError(f"expected records or done, got {_name(message)}")
+                if not all(type(raw) is bytes and len(raw) <= MAX_RECORD_BYTES for raw in message[1]):
+                    raise PeerError("a record in a batch is not bytes under the size cap")
+                await to_judge.send(message[1])
+        except (PeerError, trio.BrokenResourceError, trio.ClosedResourceError) as fault:
+            return fault
+        return None
+
+    async def judge_records(
+        self,
+        batches: trio.MemoryReceiveChannel[list[bytes]],
+        to_store: trio.MemorySendChannel[tuple[list[Record], list[str]]],
+    ) -> None:
+        """Verify off the event loop, joining queued batches so every verifying core has work."""
+        async with to_store:
+            async for raws in batches:
+                while len(raws) < JUDGE_MIN_RECORDS:
+                    try:
+                        raws = raws + batches.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                fresh = self.ledger.unheld(raws)
+                await to_store.send(await trio.to_thread.run_sync(self.intake.admit_many, fresh, now_ms()))
+
+    async def store_records(self, judged: trio.MemoryReceiveChannel[tuple[list[Record], list[str]]]) -> None:
+        async for records, rejected in judged:
+            added = self.ledger.insert(records)
+            self.report.records_received += len(added)
+            if added and self.on_added is not None:
+                self.on_added(added)
+            if rejected:
+                self.report.rejected += len(rejected)
+                raise PeerError(f"peer sent {len(rejected)} invalid records: {rejected[0]}")
 
     # --- framing ---
 

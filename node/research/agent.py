@@ -14,9 +14,7 @@ from typing import Protocol
 from node.errors import NodeError
 from protocol.acceptance import ConfigStats
 from protocol.config import Config, Value
-from protocol.records import CONTROL_CHARS
-
-HYPOTHESIS_CHARS = 1000  # the result record's hypothesis field holds at most this much
+from protocol.records import CONTROL_CHARS, MAX_HYPOTHESIS_CHARS
 
 DEFAULT_PROGRAM = """\
 # Research directions
@@ -101,9 +99,9 @@ class Proposer(Protocol):
 
 
 def clean_hypothesis(text: str) -> str:
-    """Text that fits the result record's hypothesis field: no control characters, at most 1000 chars."""
+    """Text that fits the result record's hypothesis field: no control characters, not over its cap."""
     text = " ".join(CONTROL_CHARS.sub(" ", text).split())
-    return text if len(text) <= HYPOTHESIS_CHARS else text[: HYPOTHESIS_CHARS - 3] + "..."
+    return text if len(text) <= MAX_HYPOTHESIS_CHARS else text[: MAX_HYPOTHESIS_CHARS - 3] + "..."
 
 
 def load_program(path: Path) -> str:

@@ -8,8 +8,9 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -39,6 +40,7 @@ from trainer.report import code_hash
 from trainer.spec import SpecError, build_spec, profile_for
 
 log = logging.getLogger("arnode.loop")
+T = TypeVar("T")
 
 STARTUP_GRACE_S = 600  # on top of a seconds budget: imports, tokenizer, compile, evaluation
 UNTIMED_LIMIT_S = 4 * 3600  # hard limit for token and step budgets, whose duration we can't predict
@@ -47,6 +49,7 @@ RECENT_RESULTS = 20
 LEADERBOARD_HEAD = 10
 MAX_SEED = 2**31 - 1
 RETRY_S = 60
+SHARE_TIMEOUT_S = 10  # a shielded hand-over to the swarm (release a claim, publish) during shutdown
 
 
 class Network(Protocol):
@@ -94,12 +97,15 @@ class ResearchLoop:
         self.root = config_hash(default_config(profile_for(device)))
         self.status = WorkerStatus(name)
         self._stopping = False
+        self._waiting: trio.CancelScope | None = None  # planning or a retry pause, which a stop abandons
         self._run: TrainerRun | None = None
         self._unrunnable: set[str] = set()
 
     def stop(self) -> None:
         """Finish deliberately: the running experiment is killed and recorded as 'killed'."""
         self._stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()
         if self._run is not None:
             self._run.stop()
 
@@ -111,15 +117,19 @@ class ResearchLoop:
                 # nothing runnable right now (e.g. a candidate whose lineage we lack): new records may change that
                 self.status.idle_reason = f"waiting: {err}"
                 log.warning("%s: no experiment to run (%s); trying again in %d s", self.status.name, err, RETRY_S)
-                await trio.sleep(RETRY_S)
-        self.status.idle_reason = "stopped" if self._stopping else f"done {self.status.experiments} experiments"
-        log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
+                await self._unless_stopped(trio.sleep, RETRY_S)
+        if self._stopping:
+            self.status.idle_reason = "stopped"
+            log.info("%s: stopped after %d experiments", self.status.name, self.status.experiments)
+        else:
+            self.status.idle_reason = f"done {self.status.experiments} experiments"
+            log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
 
     async def run_one(self) -> Record | None:
         """Plan, run and publish one experiment; None when a stop came while planning."""
         started = time.monotonic()
-        plan = await self._plan()
-        if self._stopping:
+        plan = await self._unless_stopped(self._plan)
+        if plan is None:
             return None
         self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
@@ -131,11 +141,11 @@ class ResearchLoop:
             outcome = await self._run.run()
         finally:
             self._run = None
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(SHARE_TIMEOUT_S, shield=True):
                 await self.swarm.release_claim(self.track.key, plan.config_hash)
         record = sign(self.identity, "result", plan.body(self.track, outcome), now_ms())
         (run_dir / "record.bin").write_bytes(record.raw)
-        with trio.CancelScope(shield=True):  # a finished result is shared even while we shut down
+        with trio.move_on_after(SHARE_TIMEOUT_S, shield=True):  # a finished result is shared even while we stop
             await self.swarm.publish(record)
         self.status.experiments += 1
         self.status.current = None
@@ -157,6 +167,14 @@ class ResearchLoop:
             bpb(record.body["val_bpb"]) or outcome.error,
         )
         return record
+
+    async def _unless_stopped(self, wait: Callable[..., Awaitable[T]], *args: Any) -> T | None:
+        """``await wait(*args)``, or None as soon as stop() is called: nothing of it is recorded."""
+        with trio.CancelScope() as self._waiting:
+            if self._stopping:
+                self._waiting.cancel()
+            return await wait(*args)
+        return None
 
     def _timeout_s(self) -> float:
         if self.track.budget_kind == "seconds":

@@ -19,10 +19,12 @@ from typing import Any
 
 import trio
 
+from protocol.records import MAX_ERROR_CHARS
+
 log = logging.getLogger("arnode.runner")
 
-STOP_GRACE_S = 5  # SIGTERM, then SIGKILL this much later
-MAX_ERROR_CHARS = 300
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
+STOP_GRACE_S = 5  # how long each of STOP_SIGNALS is given to end the child
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class TrainerRun:
                 self.last_line = lines[-1].strip()[:MAX_ERROR_CHARS] if lines else self.last_line
             return await process.wait()
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(len(STOP_SIGNALS) * STOP_GRACE_S + 1, shield=True):
                 await _terminate(process)
 
     def _finish(self, outcome: str, result: dict | None, error: str, log_file: Path) -> TrainerOutcome:
@@ -89,7 +91,7 @@ class TrainerRun:
 
 async def _terminate(process: trio.Process) -> None:
     """Stop the child's whole process group (compile workers included): SIGTERM, then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         with trio.move_on_after(STOP_GRACE_S):

@@ -14,17 +14,17 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import NodeError
+from node.store.intake import Intake
 from protocol import canonical
 from protocol.acceptance import ConfigStats, Lineage, Run, TrackView, assess
 from protocol.config import Config
-from protocol.errors import ConfigError, RecordError
+from protocol.errors import ConfigError
 from protocol.fingerprint import Key
 from protocol.policy import Policy
 from protocol.records import MAX_RECORD_BYTES, Record, decode
@@ -83,6 +83,7 @@ class Ledger:
     def __init__(self, path: Path, db: sqlite3.Connection, policy: Policy) -> None:
         self.path = path
         self.policy = policy
+        self.intake = Intake(policy, workers=1)  # for add and add_many: bytes from tools and tests, inline
         self._db = db
         self._count = db.execute("SELECT count(*) FROM records").fetchone()[0]
         self._tracks = self._read_tracks()
@@ -122,6 +123,12 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- the set ---
 
     def __len__(self) -> int:
@@ -129,12 +136,6 @@ class Ledger:
 
     def has(self, record_id: bytes) -> bool:
         return self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
-
-    def get(self, record_id: bytes) -> bytes | None:
-        row = self._db.execute(
-            "SELECT raw.bytes FROM records JOIN raw USING (seq) WHERE records.id = ?", (record_id,)
-        ).fetchone()
-        return row[0] if row else None
 
     def get_many(self, record_ids: list[bytes]) -> list[bytes]:
         """The raw bytes of those of ``record_ids`` we hold (in record order within each 500)."""
@@ -149,32 +150,32 @@ class Ledger:
         return found
 
     def add(self, raw: bytes, now_ms: int | None = None) -> Record | None:
-        """Verify and insert one record: the Record if new, None if already held; RecordError if invalid."""
+        """Judge and insert one record's bytes: the Record if new, None if already held; RecordError if invalid."""
         if self.has(_record_id(raw)):
             return None
-        record = self._admit(raw, _now(now_ms))
-        with self._transaction():
-            return record if self._insert(record) else None
+        added = self.insert([self.intake.admit(raw, _now(now_ms))])
+        return added[0] if added else None
 
     def add_many(self, raws: Iterable[bytes], now_ms: int | None = None) -> AddReport:
-        """Verify and insert a batch in one transaction; bad records are reported, not raised."""
-        now_ms = _now(now_ms)
+        """Judge and insert a batch of bytes in one transaction; bad records are reported, not raised."""
         raws = list(raws)
-        held = self._held([_record_id(raw) for raw in raws])
-        rejected, duplicates, records = [], 0, []
-        for raw in raws:
-            record_id = _record_id(raw)
-            if record_id in held:
-                duplicates += 1
-                continue
-            held.add(record_id)
-            try:
-                records.append(self._admit(raw, now_ms))
-            except RecordError as err:
-                rejected.append(str(err))
+        records, rejected = self.intake.admit_many(self.unheld(raws), _now(now_ms))
+        added = self.insert(records)
+        return AddReport(added, len(raws) - len(added) - len(rejected), rejected)
+
+    def insert(self, records: Iterable[Record]) -> list[Record]:
+        """Store records already judged (by an Intake, or our own from ``sign``) in one transaction; the new ones."""
+        records = list(records)
+        if not records:
+            return []
         with self._transaction():
-            added = [record for record in records if self._insert(record)]
-        return AddReport(added, duplicates + len(records) - len(added), rejected)
+            return [record for record in records if self._insert(record)]
+
+    def unheld(self, raws: Iterable[bytes]) -> list[bytes]:
+        """Those of ``raws`` whose records we do not hold yet, each once: what is worth verifying."""
+        by_id = {_record_id(raw): raw for raw in raws}
+        held = self._held(list(by_id))
+        return [raw for record_id, raw in by_id.items() if record_id not in held]
 
     def _held(self, record_ids: list[bytes]) -> set[bytes]:
         """Those of ``record_ids`` already in the set: one query per batch, not one per record."""
@@ -200,12 +201,6 @@ class Ledger:
         if self._keys[0] != self._count:
             self._keys = (self._count, self._db.execute("SELECT ts_ms, id FROM records ORDER BY ts_ms, id").fetchall())
         return self._keys[1]
-
-    def _admit(self, raw: bytes, now_ms: int) -> Record:
-        record = decode(raw, now_ms)
-        if not self.policy.admits(record.track):
-            raise RecordError(f"track {record.track.key} is not this swarm's (policy {self.policy.name})")
-        return record
 
     def _insert(self, record: Record) -> bool:
         body = record.body
@@ -287,41 +282,6 @@ class Ledger:
     def candidates(self) -> dict[str, tuple[ConfigStats, ...]]:
         """Per track, unverified configs that beat the best: what verifiers re-run first."""
         return {key: view.candidates for key, view in self.assess().items()}
-
-    def negative_results(self, track_key: str) -> dict[str, tuple[ConfigStats, ...]]:
-        """Per parent config: children tried on this track that only failed, or ran and did no better.
-
-        A child did no better when its mean over all ok runs is not below its parent's evidence mean.
-        """
-        board = self.leaderboard(track_key)
-        by_config = {stats.config: stats for stats in board}
-        found: dict[str, list[ConfigStats]] = defaultdict(list)
-        for stats in board:
-            if stats.parent == stats.config:
-                continue  # a default config's runs name it as their own parent
-            parent = by_config.get(stats.parent)
-            failed_only = stats.runs == 0 and stats.failures > 0
-            no_better = stats.mean is not None and parent is not None and parent.evidence_mean is not None
-            if failed_only or (no_better and stats.mean >= parent.evidence_mean):
-                found[stats.parent].append(stats)
-        return {parent: tuple(children) for parent, children in sorted(found.items())}
-
-    def lineage(self) -> dict[str, tuple[str, ...]]:
-        """Parent config hash -> the config hashes results claim to derive from it, on any track.
-
-        Claims, as records state them: resolve_config and the acceptance rule check each link.
-        """
-        children: dict[str, list[str]] = defaultdict(list)
-        rows = self._db.execute(
-            "SELECT DISTINCT parent, config FROM records WHERE kind = 'result' AND config != parent ORDER BY 1, 2"
-        )
-        for parent, config in rows:
-            children[parent].append(config)
-        return {parent: tuple(configs) for parent, configs in children.items()}
-
-    def counts_by_author(self) -> dict[str, int]:
-        """How many records each author has in the set."""
-        return dict(self._db.execute("SELECT author, count(*) FROM records GROUP BY author ORDER BY author"))
 
     def pending_work(self, me: str) -> PendingWork:
         """Candidates that ``me`` (a peer ID) has not run, then hypotheses nobody has tried yet.

@@ -4,7 +4,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.acceptance import K_ACCEPT, UBPB, assess
+from protocol.acceptance import K_ACCEPT, UBPB, Lineage, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
 from protocol.policy import Policy
@@ -229,3 +229,31 @@ def test_the_rich_record_set_has_an_answer_worth_comparing():
     view = EXPECTED[TRACK.key]
     assert view.best.config == CHILD
     assert [stats.config for stats in view.candidates] == ["1" * 64, "2" * 64, "3" * 64]
+
+
+def lineage_of(*links: tuple[str, str, dict]) -> Lineage:
+    """A Lineage over one run per (config, parent, diff) link, in the order given."""
+    runs = [Run(bytes([n]) * 32, n, ALICE.peer_id, TRACK, config, parent, diff, "ok", UBPB, None)
+            for n, (config, parent, diff) in enumerate(links)]  # fmt: skip
+    return Lineage(runs)
+
+
+def test_lineage_rebuilds_a_config_from_its_chain_of_diffs():
+    child = apply(SMALL, {"depth": 6})
+    grandchild = apply(child, {"matrix_lr": 0.05})
+    links = lineage_of(
+        (config_hash(child), ROOT, {"depth": 6}),
+        (config_hash(grandchild), config_hash(child), {"matrix_lr": 0.05}),
+    )
+    assert links.resolve(config_hash(grandchild)) == grandchild
+    assert lineage_of().resolve(ROOT) == SMALL
+
+
+def test_lineage_refuses_a_link_whose_diff_does_not_produce_its_hash():
+    child_hash = config_hash(apply(SMALL, {"depth": 6}))
+    assert lineage_of((child_hash, ROOT, {"depth": 7})).resolve(child_hash) is None
+
+
+def test_lineage_refuses_an_orphan_and_a_cycle():
+    assert lineage_of().resolve("a" * 64) is None
+    assert lineage_of(("a" * 64, "b" * 64, {}), ("b" * 64, "a" * 64, {})).resolve("a" * 64) is None

@@ -17,7 +17,6 @@ from protocol.config import (
     default_config,
     diff_between,
     model_shape,
-    resolve,
 )
 from protocol.errors import ConfigError
 
@@ -130,34 +129,6 @@ def test_config_hash_tells_int_from_float():
 def test_model_shape_rounds_width_up_to_whole_heads():
     shape = model_shape({**SMALL, "depth": 3, "aspect_ratio": 10, "head_dim": 16, "kv_head_ratio": 2})
     assert (shape.model_dim, shape.n_head, shape.n_kv_head) == (32, 2, 1)
-
-
-def link(parent_config: dict, diff: dict) -> tuple[str, tuple[str, dict]]:
-    """A (config hash -> (parent hash, diff)) entry, as an honest result record carries it."""
-    return config_hash(apply(parent_config, diff)), (config_hash(parent_config), diff)
-
-
-def test_resolve_rebuilds_a_config_from_its_chain_of_diffs():
-    child = apply(SMALL, {"depth": 6})
-    grandchild = apply(child, {"matrix_lr": 0.05})
-    parents = dict([link(SMALL, {"depth": 6}), link(child, {"matrix_lr": 0.05})])
-    assert resolve(config_hash(grandchild), parents) == grandchild
-    assert resolve(config_hash(SMALL), {}) == SMALL
-
-
-def test_resolve_rejects_a_link_whose_diff_does_not_produce_its_hash():
-    child_hash, (parent_hash, _) = link(SMALL, {"depth": 6})
-    lying = {child_hash: (parent_hash, {"depth": 7})}
-    with pytest.raises(ConfigError, match="does not match its parent plus diff"):
-        resolve(child_hash, lying)
-
-
-def test_resolve_rejects_an_orphan_and_a_cycle():
-    with pytest.raises(ConfigError, match="does not lead back"):
-        resolve("a" * 64, {})
-    cycle = {"a" * 64: ("b" * 64, {}), "b" * 64: ("a" * 64, {})}
-    with pytest.raises(ConfigError, match="does not lead back"):
-        resolve("a" * 64, cycle)
 
 
 def test_every_knob_default_passes_its_own_check():

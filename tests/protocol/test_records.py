@@ -10,7 +10,7 @@ from protocol.config import KNOB, apply, config_hash, default_config
 from protocol.envelope import VERSION
 from protocol.errors import RecordError
 from protocol.identity import Identity
-from protocol.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, METRICS, Record, decode, record_order, sign
+from protocol.records import MAX_FUTURE_MS, MAX_RECORD_BYTES, METRICS, Record, decode, sign
 from protocol.track import Track
 from tests.protocol.test_canonical import values
 
@@ -116,14 +116,6 @@ def test_val_bpb_is_integer_micro_bpb():
 def test_a_timestamp_exactly_at_the_skew_limit_is_accepted():
     record = sign(ALICE, "result", result_body(), NOW + MAX_FUTURE_MS)
     assert decode(record.raw, NOW).ts_ms == NOW + MAX_FUTURE_MS
-
-
-def test_records_order_by_timestamp_then_id():
-    late = sign(ALICE, "result", result_body(), NOW + 1)
-    early = [sign(ALICE, "result", result_body(seed=seed), NOW) for seed in (1, 2, 3)]
-    ordered = sorted([late, *early], key=record_order)
-    assert ordered[-1] == late
-    assert [record.id for record in ordered[:3]] == sorted(record.id for record in early)
 
 
 # --- rejection ---

@@ -37,7 +37,8 @@ from typing import Any
 
 import trio
 
-from node.net.swarm import Swarm, now_ms
+from node.clock import now_ms
+from node.net.swarm import Swarm
 from node.store.ledger import Ledger
 from protocol.config import config_hash, default_config
 from protocol.identity import Identity

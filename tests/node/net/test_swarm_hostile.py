@@ -18,8 +18,9 @@ from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTr
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import encode_uvarint, encode_varint_prefixed
 
+from node.clock import now_ms
 from node.net.host import HANDSHAKE_TIMEOUT_S, build_host, build_pubsub
-from node.net.swarm import SYNC_PROTOCOL, now_ms
+from node.net.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from protocol.identity import Identity
 from tests.node.net.swarm_process import POLICY, held, kill_all, make_record, publish, start_node, wait_until
 
