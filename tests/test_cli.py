@@ -9,6 +9,8 @@ import pytest
 from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json, trainer_pids
 from tests.node.net.swarm_process import wait_until
 
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
+
 
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory):

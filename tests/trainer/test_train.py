@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from tests.trainer.conftest import tiny_config
@@ -18,6 +19,8 @@ from trainer.hardware import hardware_of
 from trainer.model import GPT, gpt_config
 from trainer.spec import check_spec
 from trainer.tokenizer import token_bytes
+
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,11 @@
 
 import os
 
+import pytest
+
 from tests.node.net.swarm_process import all_hold, held, kill_all, publish, start_node, wait_until
+
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
 
 NO_PERIODIC_SYNC_S = 3600.0  # only the sync on connecting runs: whatever arrives later came by gossip
 

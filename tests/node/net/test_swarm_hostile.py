@@ -24,6 +24,8 @@ from node.net.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from protocol.identity import Identity
 from tests.node.net.swarm_process import POLICY, held, kill_all, make_record, publish, start_node, wait_until
 
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
+
 LOCAL = "/ip4/127.0.0.1/tcp/0"
 # Field 1 (subscriptions) claiming a length far past the end: protobuf's DecodeError.
 BAD_PROTOBUF = b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * 10

@@ -10,6 +10,8 @@ import pytest
 
 from tests.node.net.swarm_process import all_hold, held, identical, kill_all, publish, start_node, wait_until
 
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
+
 SYNC_INTERVAL_S = 4.0
 CONVERGE_S = 30.0
 

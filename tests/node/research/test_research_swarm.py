@@ -13,6 +13,8 @@ from tests.arnode_process import LOOPBACK, Daemon, arnode, arnode_json, trainer_
 from tests.llm_server import ScriptedLLMServer, chat
 from tests.node.net.swarm_process import wait_until
 
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
+
 IDEAS = [  # what the scripted LLM proposes, in order; each a change that moves a 2-step run a lot
     {"unembedding_lr": 0.02},
     {"embedding_lr": 1.2},

@@ -22,6 +22,8 @@ import sys, msgpack
 from pathlib import Path
 from node.store.ledger import Ledger
 from tests.node.store.test_ledger import POLICY
+
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
 raws = msgpack.unpackb(Path(sys.argv[1]).read_bytes())
 ledger = Ledger.open(Path(sys.argv[2]), POLICY)
 for end in range(int(sys.argv[3]), len(raws) + 1, int(sys.argv[3])):
