@@ -2,9 +2,15 @@
 
 Records reach the ledger by two paths that end in the same ``Ledger.add``: GossipSub (fast,
 lossy) and anti-entropy sync (slow, complete). Gossip is checked by a synchronous validator that
-rejects and never raises: decode and verify, swarm policy, no replays, and a per-author rate limit.
-A record that gossip drops for any reason still arrives by sync, which runs on every new
-connection and every ``sync_interval_s`` with a random peer.
+rejects and never raises: decode and verify, swarm policy, no replays, membership (the ledger's
+``check_author``), and a per-author rate limit. A record that gossip drops for any reason still
+arrives by sync, which runs on every new connection and every ``sync_interval_s`` with a random
+member.
+
+Insiders are members too, so every limit is per member, and a peer that keeps sending invalid
+data (records, announcements, sync sessions) is disconnected and ignored for a while (PeerScore).
+Inbound sync sessions are served only to members, at most one per peer and MAX_INBOUND_SYNCS in
+all, and no more often than a per-peer rate.
 
 New records, from either path, are reported through ``on_record(record, via)`` with ``via`` one of
 "gossip" or "sync": a plain callable that must not block (the daemon may forward them into a trio
@@ -34,6 +40,7 @@ from node.net.host import build_host, build_pubsub
 from node.net.keeper import Keeper
 from node.net.libp2p_patches import OUTBOUND_QUEUE_RPCS
 from node.net.netstream import NetStreamAdapter
+from node.net.peerscore import PeerScore
 from node.net.ratelimit import RateLimiter
 from node.store.ledger import Ledger
 from protocol import announce
@@ -42,6 +49,7 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.records import MAX_RECORD_BYTES, Record, decode
+from protocol.roster import NotAdmitted
 
 log = logging.getLogger("arnode.swarm")
 
@@ -58,6 +66,10 @@ PUBLISH_PER_S = 500.0
 PUBLISH_QUEUE = 100_000
 SYNC_DEADLINE_S = 60.0
 MAX_PARALLEL_SYNCS = 4
+MAX_INBOUND_SYNCS = 8  # sessions we serve at once, one per peer at most
+# Sessions a peer may start with us: an honest one starts one on connecting and one every ~30 s.
+INBOUND_SYNC_PER_S = 0.2
+INBOUND_SYNC_BURST = 4.0
 OPEN_STREAM_TIMEOUT_S = 10.0
 
 
@@ -75,6 +87,7 @@ class Swarm:
         on_record: Callable[[Record, str], None] | None = None,
         author_rate: tuple[float, float] = (AUTHOR_RATE_PER_S, AUTHOR_BURST),
         max_backoff_s: float = 30.0,
+        dial_any_address: bool = False,
     ) -> None:
         self.identity = identity
         self.policy = policy
@@ -85,7 +98,14 @@ class Swarm:
         self.on_record = on_record
         self.host: IHost = build_host(identity, psk, listen)
         self.pubsub: Pubsub = build_pubsub(self.host)
-        self.keeper = Keeper(self.host, max_backoff_s=max_backoff_s)
+        self.score = PeerScore()
+        self.keeper = Keeper(
+            self.host,
+            max_backoff_s=max_backoff_s,
+            is_member=ledger.is_member,
+            is_banned=self.score.banned,
+            dial_any_address=dial_any_address,
+        )
         for addr in bootstrap:
             self.keeper.add_bootstrap(addr)
         self.claims = ClaimBook()
@@ -99,6 +119,9 @@ class Swarm:
         self.counters: Counter[str] = Counter()  # what the validators decided, for status and tests
         self._syncing: set[str] = set()
         self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
+        self._serving: set[str] = set()  # peers whose sync session we are serving now
+        self._inbound_sync_limit = RateLimiter(INBOUND_SYNC_PER_S, INBOUND_SYNC_BURST)
+        self._ban_send, self._ban_receive = trio.open_memory_channel[str](256)
         self._observed_ledger = _ObservedLedger(ledger, self._notify)
         self.host.get_network().register_notifee(_ConnectionEvents(self))
         self.host.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
@@ -132,6 +155,7 @@ class Swarm:
                     nursery.start_soon(self._announcer)
                     nursery.start_soon(self._sync_new_peers, nursery)
                     nursery.start_soon(self._sync_periodically, nursery)
+                    nursery.start_soon(self._enforce_bans, nursery)
                     log.info("listening on %s", " ".join(self.listen_addrs()))
                     task_status.started()
             finally:
@@ -173,6 +197,14 @@ class Swarm:
         self.ledger.add(record.raw)
         await self._publish_send.send((self.policy.topic, record.raw))
 
+    def publish_nowait(self, record: Record) -> None:
+        """``publish`` for callers outside trio's async code (the control socket); NodeError when the queue is full."""
+        self.ledger.add(record.raw)
+        try:
+            self._publish_send.send_nowait((self.policy.topic, record.raw))
+        except trio.WouldBlock:
+            raise NodeError("the publish queue is full; the record is stored and sync will spread it") from None
+
     async def announce_claim(self, track_key: str, config_hash: str, ttl_s: float) -> None:
         """Tell the swarm we are running ``config_hash`` on ``track_key`` for the next ``ttl_s`` seconds."""
         ts = now_ms()
@@ -185,7 +217,8 @@ class Swarm:
         await self.announce_claim(track_key, config_hash, ttl_s=0.001)
 
     def live_claims(self, now_ms: int) -> list[Claim]:
-        return self.claims.live(now_ms)
+        """Live claims of members (a revoked member's claims stop counting at once)."""
+        return [claim for claim in self.claims.live(now_ms) if self.ledger.is_member(claim.author)]
 
     async def _publisher(self) -> None:
         async for topic, data in self._publish_receive:
@@ -214,8 +247,12 @@ class Swarm:
     def _validate_record(self, forwarder: ID, msg: Any) -> bool:
         try:
             verdict = self._judge_record(str(forwarder), msg.data)
+        except NotAdmitted as err:  # valid, but not a member's (yet): no fault of the forwarder's
+            log.debug("gossip from %s refused: %s", forwarder, err)
+            verdict = "refused"
         except (ProtocolError, ValueError) as err:
             log.info("gossip from %s rejected: %s", forwarder, err)
+            self._penalise(str(forwarder), str(err))
             verdict = "invalid"
         except Exception as err:  # a bug or a full disk must cost one message, not the node
             log.warning("gossip from %s dropped: %s: %s", forwarder, type(err).__name__, err)
@@ -230,11 +267,11 @@ class Swarm:
             return "own"  # our own publish: stored before it was queued
         ts = now_ms()
         record = decode(data, ts)
-        if not self.policy.admits(record.track):
-            raise ValueError(f"track {record.track.key} is not this swarm's")
+        self.policy.check(record)
         if self.ledger.has(record.id):
             log.debug("gossip from %s: %s already held, not forwarded", forwarder, record.hex_id[:12])
             return "held"
+        self.ledger.check_author(record)
         if not self._author_limit.allow(record.author):
             log.info("gossip from %s: author %s over its rate; sync will bring it", forwarder, record.author)
             return "rate_limited"
@@ -249,8 +286,13 @@ class Swarm:
                 return True
             self.counters["announce_stale"] += 1
             return False
+        except NotAdmitted as err:
+            log.debug("announcement from %s refused: %s", forwarder, err)
+            self.counters["announce_refused"] += 1
+            return False
         except (ProtocolError, ValueError) as err:
             log.info("announcement from %s rejected: %s", forwarder, err)
+            self._penalise(str(forwarder), str(err))
         except Exception as err:
             log.warning("announcement from %s dropped: %s: %s", forwarder, type(err).__name__, err)
         self.counters["announce_invalid"] += 1
@@ -259,6 +301,8 @@ class Swarm:
     def _accept_announcement(self, data: bytes) -> bool:
         ts = now_ms()
         news = announce.decode(data, ts)
+        if not self.ledger.is_member(news.author):
+            raise NotAdmitted(f"announcement by {news.author}, who is not a member")
         if news.author != self.peer_id and not self._announce_limit.allow(news.author):
             raise ValueError(f"author {news.author} announces too often")
         if isinstance(news, Claim):
@@ -276,11 +320,35 @@ class Swarm:
     async def _serve_sync(self, stream: INetStream) -> None:
         peer = str(stream.muxed_conn.peer_id)
         adapter = NetStreamAdapter(stream)
+        refusal = self._sync_refusal(peer)
+        if refusal:
+            self.counters["sync_refused"] += 1
+            log.debug("sync from %s refused: %s", peer, refusal)
+            await adapter.aclose()
+            return
+        self._serving.add(peer)
         try:
             report = await sync.reconcile(adapter, self._observed_ledger, initiator=False, deadline_s=SYNC_DEADLINE_S)
         finally:
+            self._serving.discard(peer)
             await adapter.aclose()
         _log_sync(peer, report)
+        if report.peer_fault:
+            self._penalise(peer, report.reason)
+
+    def _sync_refusal(self, peer: str) -> str:
+        """Why we will not serve ``peer`` a sync session now; empty if we will."""
+        if self.score.banned(peer) or peer in self.keeper.blocked:
+            return "banned"
+        if not self.ledger.is_member(peer):
+            return "not a member"
+        if peer in self._serving:
+            return "already in a session with us"
+        if len(self._serving) >= MAX_INBOUND_SYNCS:
+            return f"{MAX_INBOUND_SYNCS} sessions already"
+        if not self._inbound_sync_limit.allow(peer):
+            return "too many sessions lately"
+        return ""
 
     async def sync_with(self, peer: str) -> Any:
         """Reconcile our ledger with ``peer``'s now; the SyncReport, or None if no stream opened."""
@@ -305,25 +373,56 @@ class Swarm:
                 finally:
                     await adapter.aclose()
                 _log_sync(peer, report)
+                if report.peer_fault:
+                    self._penalise(peer, report.reason)
                 return report
         finally:
             self._syncing.discard(peer)
 
     async def _sync_new_peers(self, nursery: trio.Nursery) -> None:
         async for peer in self._new_peer_receive:
-            if peer in self.keeper.blocked:
+            if peer in self.keeper.blocked or self.score.banned(peer):
                 await self.host.disconnect(ID.from_base58(peer))
                 continue
             # One side starts: the one with the smaller ID (the other would only repeat the work).
-            if self.peer_id < peer:
+            if self.peer_id < peer and self._worth_syncing(peer):
                 nursery.start_soon(self.sync_with, peer)
+
+    def _worth_syncing(self, peer: str) -> bool:
+        """Members are; so is anyone while we are not a member ourselves: a joiner learns its invite by sync."""
+        return self.ledger.is_member(peer) or not self.ledger.is_member(self.peer_id)
 
     async def _sync_periodically(self, nursery: trio.Nursery) -> None:
         while True:
             await trio.sleep(self.sync_interval_s * random.uniform(0.8, 1.2))
-            peers = sorted(self.keeper.connected() - self.keeper.blocked)
+            peers = sorted(p for p in self.keeper.connected() - self.keeper.blocked if self._worth_syncing(p))
             if peers:
                 nursery.start_soon(self.sync_with, random.choice(peers))
+
+    def _penalise(self, peer: str, why: str) -> None:
+        """One point against ``peer`` for invalid data; past the threshold it is banned (never raises)."""
+        if peer == self.peer_id or not self.score.penalise(peer):
+            return
+        self.counters["peers_banned"] += 1
+        log.warning(
+            "peer %s keeps sending invalid data (last: %s); ignored for %d s", peer, why[:120], self.score.ban_s
+        )
+        try:
+            self._ban_send.send_nowait(peer)
+        except trio.WouldBlock:  # a ban storm: the score still refuses them, the disconnect waits
+            log.debug("ban queue full: %s stays connected until it next misbehaves", peer)
+
+    async def _enforce_bans(self, nursery: trio.Nursery) -> None:
+        async for peer in self._ban_receive:
+            target = ID.from_base58(peer)
+            self.pubsub.add_to_blacklist(target)
+            await self.host.disconnect(target)
+            nursery.start_soon(self._lift_ban, peer)
+
+    async def _lift_ban(self, peer: str) -> None:
+        await trio.sleep(self.score.ban_s)
+        if peer not in self.keeper.blocked:  # the user's own ban list outlasts ours
+            self.pubsub.remove_from_blacklist(ID.from_base58(peer))
 
     def _on_connected(self, peer: str) -> None:
         self._since.setdefault(peer, time.time())

@@ -13,7 +13,11 @@ spirit of negentropy, each side works on a snapshot of its record keys ordered b
 
 Messages are msgpack arrays whose first item names them; the session opens with a version
 check. Every message is size-capped and checked field by field; rounds, ranges and wants are
-capped too, and the whole session has a deadline. A misbehaving peer ends only its session:
+capped too, and the whole session has a deadline. A responder reads a valid ``hello`` before it
+touches its index, and every session shares the ledger's one immutable index, so a session
+costs little more than its buffers. Records that are valid but do not count (their author is
+not a member, or over its quota) are refused without ending the session: two honest nodes may
+briefly disagree on the roster. A misbehaving peer ends only its session:
 ``reconcile`` reports why and never raises for it. Our ledger only ever gains valid records.
 
 The stream is anything with trio's HalfCloseableStream methods (``receive_some``, ``send_all``,
@@ -42,6 +46,8 @@ MAX_ROUNDS = 32  # an honest session needs about log16(n / LEAF) + 2
 MAX_RANGES_PER_ROUND = 1 << 16
 RECEIVE_BYTES = 64 * 1024
 LOOKUP_IDS = 256  # records read from the ledger per query
+MAX_WANTED = 1 << 17  # IDs asked for in one session (~15 MB of set); a longer catch-up takes more sessions
+HELLO_TIMEOUT_S = 10.0
 FINGERPRINT, IDS = 0, 1  # how a range is described
 
 log = logging.getLogger("arnode.sync")
@@ -57,12 +63,18 @@ class SyncReport:
     records_received: int = 0  # new records the peer gave us
     records_sent: int = 0
     rejected: int = 0  # invalid records the peer sent; the first one's reason is in ``reason``
+    refused: int = 0  # valid records that do not count here (not a member, over quota)
+    peer_fault: bool = False  # the peer broke the protocol or sent invalid records (not just left)
     seconds: float = 0.0
     rounds: int = 0  # reconciliation rounds sent and received
 
 
 class PeerError(Exception):
     """The peer broke the protocol; the message is the one-line reason the session ended."""
+
+
+class PeerLeft(PeerError):
+    """The peer ended the session early, by closing or by saying why: no fault of the protocol's."""
 
 
 async def reconcile(stream, ledger: Ledger, *, initiator: bool, deadline_s: float = 60.0) -> SyncReport:
@@ -76,6 +88,7 @@ async def reconcile(stream, ledger: Ledger, *, initiator: bool, deadline_s: floa
             report.ok, report.reason = True, "in sync"
         except PeerError as err:
             report.reason = str(err)
+            report.peer_fault = not isinstance(err, PeerLeft)
             await session.tell_peer(report.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
             report.reason = f"stream broke: {err or type(err).__name__}"
@@ -103,14 +116,19 @@ class _Session:
         )
         self.to_send: dict[bytes, None] = {}  # record IDs the peer lacks, in order, without repeats
         self.wanted: set[bytes] = set()  # IDs we asked for
+        self.refused: set[bytes] = set()  # IDs the peer sent that the ledger refused
 
     async def run(self, initiator: bool) -> None:
-        index = RangeIndex(self.ledger.keys())
         if initiator:
+            index = self.ledger.range_index()
             await self.send([["hello", VERSION]])
             await self.send_round(_describe(index, LOWEST, HIGHEST, 0, len(index)), [])
         else:
-            await self.expect_hello()
+            with trio.move_on_after(HELLO_TIMEOUT_S) as waiting:
+                await self.expect_hello()
+            if waiting.cancelled_caught:
+                raise PeerError(f"no hello within {HELLO_TIMEOUT_S:g} s")
+            index = self.ledger.range_index()
         await self.reconcile_ranges(index)
         try:
             async with trio.open_nursery() as nursery:
@@ -156,10 +174,10 @@ class _Session:
                 theirs, ours = set(payload), index.ids(start, stop)
                 self.to_send.update((record_id, None) for record_id in ours if record_id not in theirs)
                 missing = theirs.difference(ours, self.wanted)
-                wants.extend(
-                    record_id for record_id in payload if record_id in missing and not self.ledger.has(record_id)
-                )
-                self.wanted.update(missing)
+                room = MAX_WANTED - len(self.wanted)
+                found = [record_id for record_id in payload if record_id in missing and not self.ledger.has(record_id)]
+                wants.extend(found[:room])
+                self.wanted.update(found[:room])
         return reply, wants
 
     async def send_round(self, entries: list, wants: list[bytes]) -> None:
@@ -238,7 +256,7 @@ class _Session:
         while True:
             message = await self.receive()
             if message == ["done"]:
-                unsent = sum(1 for record_id in self.wanted if not self.ledger.has(record_id))
+                unsent = sum(1 for i in self.wanted if i not in self.refused and not self.ledger.has(i))
                 if unsent:
                     raise PeerError(f"peer listed {unsent} records it did not send")
                 return
@@ -249,6 +267,8 @@ class _Session:
                 raise PeerError("a record in a batch is not bytes under the size cap")
             added = self.ledger.add_many(raws)
             self.report.records_received += len(added.added)
+            self.refused.update(added.refused)
+            self.report.refused += len(added.refused)
             if added.rejected:
                 self.report.rejected += len(added.rejected)
                 raise PeerError(f"peer sent {len(added.rejected)} invalid records: {added.rejected[0]}")
@@ -273,11 +293,11 @@ class _Session:
                 if not isinstance(message, list) or not message or not isinstance(message[0], str):
                     raise PeerError("a message is an array that starts with its name")
                 if message[0] == "error" and len(message) == 2:
-                    raise PeerError(f"peer gave up: {str(message[1])[:200]!r}")
+                    raise PeerLeft(f"peer gave up: {str(message[1])[:200]!r}")
                 return message
             data = await self.stream.receive_some(RECEIVE_BYTES)
             if not data:
-                raise PeerError("peer closed the stream mid-session")
+                raise PeerLeft("peer closed the stream mid-session")
             self.report.bytes_received += len(data)
             try:
                 self.unpacker.feed(data)
