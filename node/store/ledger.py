@@ -227,7 +227,7 @@ class Ledger:
         held = self._bytes_of(record.author, day)
         if held + len(record.raw) > MEMBER_BYTES_PER_DAY:
             if held <= MEMBER_BYTES_PER_DAY:  # the first refusal of the day is logged, not the flood after it
-                log.warning("author %s is over its quota of %g MiB of records on day %d; refusing its records of that day",
+                log.warning("author %s is over its quota of %g MiB of records on day %d; refusing the rest of it",
                             record.author, MEMBER_BYTES_PER_DAY / 2**20, day)  # fmt: skip
                 self._day_bytes[(record.author, day)] = MEMBER_BYTES_PER_DAY + 1  # full: the rest are refused quietly
             raise NotAdmitted(f"author {record.author} is over its quota of {MEMBER_BYTES_PER_DAY / 2**20:g} MiB a day")
