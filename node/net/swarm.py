@@ -283,6 +283,7 @@ class Swarm:
     def _validate_announcement(self, forwarder: ID, msg: Any) -> bool:
         try:
             if self._accept_announcement(msg.data):
+                self.counters["announce_accepted"] += 1
                 return True
             self.counters["announce_stale"] += 1
             return False
