@@ -281,8 +281,8 @@ class Ledger:
 
     def range_index(self) -> RangeIndex:
         """An immutable index of ``keys()``, shared by every sync session until the set or roster changes."""
+        keys = self.keys()
         if self._index[0] != self._keys[0] or self._index[1] is None:
-            keys = self.keys()
             self._index = (self._keys[0], RangeIndex(keys))
         return self._index[1]
 

@@ -77,3 +77,13 @@ def test_a_member_over_its_daily_quota_is_refused(tmp_path, monkeypatch):
     )
     tomorrow = result(MEMBER, T0 + ledger_module.DAY_MS, seed=99)
     assert ledger.add(tomorrow.raw) is not None
+
+
+def test_the_shared_sync_index_follows_new_records_and_roster_changes(tmp_path):
+    ledger = opened(tmp_path, "l")
+    ledger.add_many(r.raw for r in INVITES + HONEST + FORGED)
+    assert len(ledger.range_index()) == 5
+    ledger.add(REVOCATION.raw)
+    assert len(ledger.range_index()) == 5  # the revocation in, the hostile record out
+    indexed = {record_id for _, record_id in ledger.range_index().keys}
+    assert REVOCATION.id in indexed and FORGED[0].id not in indexed
