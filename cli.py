@@ -18,7 +18,8 @@ from rich.table import Table
 
 import trainer
 from node import report
-from node.control import ask_daemon
+from node.clock import now_ms
+from node.control import ask_daemon, daemon_answers
 from node.daemon import Daemon, DaemonOptions, bootstrap_sources, workers_for
 from node.errors import NodeError
 from node.home import Home
@@ -35,6 +36,7 @@ from protocol.config import apply
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
+from protocol.records import sign
 from protocol.track import BUDGET_UNITS
 from trainer import climbmix
 from trainer.hardware import resolve_device
@@ -71,6 +73,7 @@ def init(args: argparse.Namespace, home: Home) -> int:
         return 0
     print(f"peer id: {identity.peer_id}")
     print(f"home:    {home.config_dir}")
+    print("to join a swarm, send your peer id to one of its admins, who runs `arnode swarm invite <peer id>`")
     print("peers put one of these in their bootstrap_peers.txt:")
     for addr in addrs:
         print(f"  {addr}")
@@ -79,6 +82,8 @@ def init(args: argparse.Namespace, home: Home) -> int:
 
 @command("swarm new-key")
 def swarm_new_key(args: argparse.Namespace, home: Home) -> int:
+    home.ensure()
+    founder = load_or_create_identity(home.identity_file)
     policy = Policy(
         name=args.name,
         min_runs=args.min_runs,
@@ -88,10 +93,13 @@ def swarm_new_key(args: argparse.Namespace, home: Home) -> int:
         budget=args.budget,
         dataset=args.dataset,
         eval_version=args.eval_version,
+        admins=tuple(dict.fromkeys([founder.peer_id, *args.admin])),
+        created_ms=now_ms(),
     )
     path = Path(args.output) if args.output else home.swarm_file
     create_swarm_file(path, policy)
-    print(f"wrote {path} (mode 0600): swarm {policy.swarm_id}")
+    print(f"wrote {path} (mode 0600): swarm {policy.swarm_id}, admins {', '.join(policy.admins)}")
+    print("admit members with `arnode swarm invite PEER_ID`; their peer id comes from their `arnode init`")
     print("share it, with your multiaddr from `arnode init`, only with the members of this swarm")
     return 0
 
@@ -135,6 +143,39 @@ def _views(ledger: Ledger, track: str | None) -> dict:
     return views
 
 
+@command("swarm invite")
+def swarm_invite(args: argparse.Namespace, home: Home) -> int:
+    body = {"member": args.peer_id, "admin": args.admin}
+    return _sign_roster_record(args, home, "membership", body, "as an admin" if args.admin else "as a member")
+
+
+@command("swarm revoke")
+def swarm_revoke(args: argparse.Namespace, home: Home) -> int:
+    return _sign_roster_record(args, home, "revocation", {"member": args.peer_id, "reason": args.reason}, "revoked")
+
+
+def _sign_roster_record(args: argparse.Namespace, home: Home, kind: str, body: dict, done: str) -> int:
+    """Sign a roster record as this home's identity and hand it to the running daemon, else to the ledger."""
+    _, policy, path = _swarm(args, home)
+    if not policy.admins:
+        raise NodeError(f"swarm file {path} predates member rosters (it names no admins); make one with admins"
+                        " with `arnode swarm new-key` and share it again")  # fmt: skip
+    identity = load_or_create_identity(home.identity_file)
+    record = sign(identity, kind, body, now_ms())
+    if daemon_answers(home.control_socket):
+        ask_daemon(home.control_socket, "publish_roster", {"record": record.raw.hex()})
+        where = "the running node is spreading it"
+    else:
+        ledger = Ledger.open(home.ledger_file, policy)
+        try:
+            ledger.add(record.raw)
+        finally:
+            ledger.close()
+        where = "stored in the ledger; it spreads when this node next runs"
+    print(f"{body['member']}: {done} ({kind} {record.hex_id[:12]}; {where})")
+    return 0
+
+
 @command("start")
 def start(args: argparse.Namespace, home: Home) -> int:
     identity, settings = _prepare(home)
@@ -143,7 +184,13 @@ def start(args: argparse.Namespace, home: Home) -> int:
         multiaddr.Multiaddr(listen)
     except ValueError as err:
         raise NodeError(f"listen address {listen!r} is not a multiaddr: {err}") from None
-    psk, policy = _join_or_found_swarm(args, home)
+    psk, policy = _join_or_found_swarm(args, home, identity)
+    if not policy.admins:
+        print(
+            "arnode: warning: this swarm file names no admins (it predates member rosters): every holder of its key"
+            " counts as a member; make a new one with `arnode swarm new-key` to admit members one by one",
+            file=sys.stderr,
+        )
     if policy.dataset == "climbmix":
         _fetch_validation_shard(home)
     device = args.device or settings.device
@@ -172,7 +219,7 @@ def start(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-def _join_or_found_swarm(args: argparse.Namespace, home: Home) -> tuple[bytes, Policy]:
+def _join_or_found_swarm(args: argparse.Namespace, home: Home, founder: Identity) -> tuple[bytes, Policy]:
     """The swarm in --swarm-key or the home; with none, found a solo swarm from the flags and save it."""
     budget_kind, budget = _budget(args)
     if args.swarm_key or home.swarm_file.exists():
@@ -191,6 +238,8 @@ def _join_or_found_swarm(args: argparse.Namespace, home: Home) -> tuple[bytes, P
         budget_kind=budget_kind or "seconds",
         budget=budget or 300,
         dataset=args.dataset or "shakespeare",
+        admins=(founder.peer_id,),  # a founder is its own admin: zero-config
+        created_ms=now_ms(),
     )
     psk = create_swarm_file(home.swarm_file, policy)
     print(f"founded solo swarm {policy.swarm_id} in {home.swarm_file}; share that file to invite others")
@@ -230,7 +279,7 @@ def results(args: argparse.Namespace, home: Home) -> int:
     ledger = _open_ledger(args, home)
     try:
         if args.all:
-            records = [r for r in ledger.records() if args.track is None or r.track.key == args.track]
+            records = [r for r in ledger.records() if r.track and (args.track is None or r.track.key == args.track)]
             rows = [report.record_row(r) for r in records]
             return _print_rows(
                 args, rows, ("ts_ms", "id", "kind", "outcome", "val_bpb", "config_hash", "author", "hypothesis")
@@ -423,6 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=300, help="training budget per run, in the budget kind's unit")
     p.add_argument("--dataset", default="shakespeare", help="shakespeare (embedded) or climbmix (downloaded)")
     p.add_argument("--eval-version", type=int, default=1)
+    p.add_argument(
+        "--admin", action="append", default=[], metavar="PEER_ID", help="another founding admin (you are one)"
+    )
+    p = swarm_sub.add_parser("invite", parents=[common], help="admit a member (admins only)")
+    p.add_argument("peer_id", metavar="PEER_ID", help="the member's peer id, from its `arnode init`")
+    p.add_argument("--admin", action="store_true", help="make it an admin too: it may invite and revoke")
+    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
+    p = swarm_sub.add_parser("revoke", parents=[common], help="remove a member for good; its records stop counting")
+    p.add_argument("peer_id", metavar="PEER_ID")
+    p.add_argument("--reason", default="", help="a short note for the other members")
+    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
     p = swarm_sub.add_parser("show", parents=[common], help="print the swarm id and policy")
     p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

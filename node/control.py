@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from node.errors import NodeError
+from protocol.errors import ProtocolError
 
 log = logging.getLogger("arnode.control")
 
@@ -24,7 +25,7 @@ REPLY_TIMEOUT_S = 5.0
 
 async def serve_control(path: Path, handlers: dict[str, Callable[[], Any]], *, task_status=trio.TASK_STATUS_IGNORED):
     """Answer requests until cancelled; the socket file is removed on the way out."""
-    if path.exists() and await trio.to_thread.run_sync(_daemon_answers, path):
+    if path.exists() and await trio.to_thread.run_sync(daemon_answers, path):
         raise NodeError(f"another daemon is running for this home ({path}); stop it first or use another --home")
     path.unlink(missing_ok=True)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -49,22 +50,30 @@ async def _answer(stream: trio.SocketStream, handlers: dict[str, Callable[[], An
                 log.debug("a control client hung up before its answer")
 
 
-def _reply(request: bytes, handlers: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+def _reply(request: bytes, handlers: dict[str, Callable[..., Any]]) -> dict[str, Any]:
     try:
-        command = json.loads(request)["command"]
-        handler = handlers[command]
-    except (ValueError, KeyError, TypeError):
+        message = json.loads(request)
+        handler = handlers[message["command"]]
+        args = message.get("args", {})
+        if not isinstance(args, dict):
+            raise TypeError("args is an object")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return {"ok": False, "error": f"unknown request; known: {', '.join(handlers)}"}
-    return {"ok": True, "data": handler()}
+    try:
+        return {"ok": True, "data": handler(**args)}
+    except TypeError:  # arguments the handler does not take
+        return {"ok": False, "error": f"bad arguments for {message['command']!r}"}
+    except (NodeError, ProtocolError) as err:  # the handler's one-line refusal, for the client to show
+        return {"ok": False, "error": str(err)}
 
 
-def ask_daemon(path: Path, command: str) -> Any:
+def ask_daemon(path: Path, command: str, args: dict[str, Any] | None = None) -> Any:
     """The daemon's answer to ``command``; NodeError with one line when none is running."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(REPLY_TIMEOUT_S)
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps({"command": command}).encode())
+            sock.sendall(json.dumps({"command": command, **({"args": args} if args else {})}).encode())
             answer = b""
             while not answer.endswith(b"\n"):
                 chunk = sock.recv(65536)
@@ -86,7 +95,8 @@ def ask_daemon(path: Path, command: str) -> Any:
     return reply["data"]
 
 
-def _daemon_answers(path: Path) -> bool:
+def daemon_answers(path: Path) -> bool:
+    """Whether a daemon answers on the control socket at ``path``."""
     try:
         ask_daemon(path, "status")
     except NodeError:

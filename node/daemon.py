@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from node.clock import now_ms
 from node.control import serve_control
 from node.errors import NodeError
 from node.home import Home
@@ -26,6 +27,7 @@ from node.settings import Settings
 from node.store.ledger import Ledger
 from protocol.identity import Identity
 from protocol.policy import Policy
+from protocol.records import ROSTER_KINDS, decode
 from trainer.hardware import gpu_count, resolve_device
 from trainer.spec import track_for
 
@@ -67,6 +69,7 @@ class Daemon:
             listen=options.listen,
             bootstrap=options.bootstrap,
             sync_interval_s=options.sync_interval_s,
+            dial_any_address=settings.dial_any_address,
         )
         llm = LLMSettings.from_env(asdict(settings))
         proposer = make_proposer(replace(llm, model=options.llm_model) if options.llm_model else llm)
@@ -95,6 +98,12 @@ class Daemon:
                 await services.start(self.swarm.run)
                 await services.start(serve_control, self.home.control_socket, self.control_handlers())
                 log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
+                if not self.ledger.is_member(self.identity.peer_id):
+                    log.warning(
+                        "this node is not a member of the swarm yet: ask an admin to run `arnode swarm invite %s`;"
+                        " it starts experimenting once the invite arrives",
+                        self.identity.peer_id,
+                    )
                 research_done = trio.Event()
                 services.start_soon(self._research, research_done)
                 signum = await _next_signal(signals)
@@ -124,7 +133,19 @@ class Daemon:
             log.warning("stopping without waiting longer for the workers to record their experiments")
 
     def control_handlers(self) -> dict[str, Any]:
-        return {"status": self.status, "peers": self.swarm.peers}
+        return {"status": self.status, "peers": self.swarm.peers, "publish_roster": self.publish_roster}
+
+    def publish_roster(self, record: str) -> str:
+        """Store and gossip a membership or revocation record that `arnode swarm invite/revoke` signed."""
+        try:
+            raw = bytes.fromhex(record)
+        except (ValueError, TypeError):
+            raise NodeError("the record is not hex") from None
+        found = decode(raw, now_ms())
+        if found.kind not in ROSTER_KINDS:
+            raise NodeError(f"only membership and revocation records come this way, not {found.kind}")
+        self.swarm.publish_nowait(found)
+        return found.hex_id
 
     def status(self) -> dict[str, Any]:
         views = self.ledger.assess()

@@ -1,6 +1,7 @@
 """How a running node talks to its human: log lines to stderr and a file, and a live view on a TTY."""
 
 import logging
+import logging.handlers
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from protocol.track import Track
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REFRESH_S = 1.0
+LOG_FILE_BYTES = 10 * 2**20  # then arnode.log rolls over to arnode.log.1, keeping LOG_FILES_KEPT old ones
+LOG_FILES_KEPT = 5
 console = Console(stderr=True)
 
 
@@ -25,7 +28,9 @@ def setup_logging(log_file: Path, debug: bool, live: bool) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILES_KEPT, encoding="utf-8"
+    )
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     stderr_handler = RichHandler(console=console, show_path=False) if live else logging.StreamHandler(sys.stderr)
     if not live:

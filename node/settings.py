@@ -17,6 +17,10 @@ listen = "/ip4/0.0.0.0/tcp/4001"
 # Multiaddrs to dial at start, one a line (empty: ./bootstrap_peers.txt, then the one in this home).
 bootstrap_file = ""
 
+# Dial addresses that members announce even when they are DNS names or unusual IPs (link-local,
+# multicast, reserved). Off: only public, private-range and loopback IPs are dialled.
+dial_any_address = false
+
 # Training device: "auto", "cuda", "cpu" or "mps"; and which GPUs get a worker each ("all" or "0,1").
 device = "auto"
 gpus = "all"
@@ -45,6 +49,7 @@ class LLMConfig:
 class Settings:
     listen: str = "/ip4/0.0.0.0/tcp/4001"
     bootstrap_file: str = ""
+    dial_any_address: bool = False
     device: str = "auto"
     gpus: str = "all"
     llm: LLMConfig = field(default_factory=LLMConfig)

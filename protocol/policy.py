@@ -5,7 +5,9 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 
 from protocol.canonical import digest
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, ProtocolError, RecordError
+from protocol.identity import public_from_peer_id
+from protocol.records import MAX_FUTURE_MS, Record
 from protocol.track import BUDGET_UNITS, Track
 
 PSK_BYTES = 32
@@ -22,6 +24,12 @@ class Policy:
     budget: int = 300
     dataset: str = "shakespeare"
     eval_version: int = 1
+    # Fields added later: left out of the swarm ID while at their defaults, so older swarm files
+    # keep their ID (a swarm without admins is an open one: see protocol/roster.py).
+    admins: tuple[str, ...] = ()  # peer IDs of the founding admins
+    created_ms: int = 0  # when the swarm was made: no record may be older
+    min_val_bpb_ubpb: int = 100_000  # val_bpb outside [0.1, 20] bpb is a bug or a lie, not a result
+    max_val_bpb_ubpb: int = 20_000_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not 0 < len(self.name) <= 64:
@@ -36,10 +44,26 @@ class Policy:
             raise ConfigError(f"policy budget_kind must be one of {', '.join(BUDGET_UNITS)}")
         # a Track built from our own values checks the dataset slug the same way records are checked
         Track("x", self.budget_kind, self.budget, self.dataset, "x", self.eval_version)
+        if not isinstance(self.admins, (list, tuple)) or len(self.admins) > MAX_ADMINS:
+            raise ConfigError(f"policy admins must be a list of at most {MAX_ADMINS} peer IDs")
+        for admin in self.admins:
+            try:
+                public_from_peer_id(admin)
+            except ProtocolError:
+                raise ConfigError(f"policy admin {str(admin)[:60]!r} is not an Ed25519 peer ID") from None
+        object.__setattr__(self, "admins", tuple(self.admins))  # TOML gives a list; the policy is frozen
+        if type(self.created_ms) is not int or not 0 <= self.created_ms < 2**62:
+            raise ConfigError("policy created_ms must be a non-negative integer (ms since 1970)")
+        bounds = (self.min_val_bpb_ubpb, self.max_val_bpb_ubpb)
+        if any(type(b) is not int for b in bounds) or not 0 < bounds[0] < bounds[1]:
+            raise ConfigError("policy val_bpb bounds must be integers with 0 < min < max")
 
     @property
     def swarm_id(self) -> str:
-        return digest(b"arnode/policy/1\n", asdict(self))[:SWARM_ID_HEX]
+        named = {
+            name: value for name, value in asdict(self).items() if name in _FIRST_FIELDS or value != _DEFAULTS[name]
+        }
+        return digest(b"arnode/policy/1\n", named)[:SWARM_ID_HEX]
 
     @property
     def topic(self) -> str:
@@ -53,6 +77,34 @@ class Policy:
             self.dataset,
             self.eval_version,
         )
+
+    def check(self, record: Record) -> None:
+        """RecordError unless ``record`` is plausible here: its track is ours, its time after the swarm's
+        creation (give or take the clock skew we allow), its val_bpb in the policy's range."""
+        if record.track is not None and not self.admits(record.track):
+            raise RecordError(f"track {record.track.key} is not this swarm's (policy {self.name})")
+        if record.ts_ms < self.created_ms - MAX_FUTURE_MS:
+            raise RecordError(f"timestamp {record.ts_ms} is before this swarm was created ({self.created_ms})")
+        val_bpb = record.body.get("val_bpb") if record.kind == "result" else None
+        if val_bpb is not None and not self.min_val_bpb_ubpb <= val_bpb <= self.max_val_bpb_ubpb:
+            raise RecordError(
+                f"val_bpb {val_bpb / 1e6:g} is outside this swarm's range "
+                f"[{self.min_val_bpb_ubpb / 1e6:g}, {self.max_val_bpb_ubpb / 1e6:g}] bpb"
+            )
+
+
+MAX_ADMINS = 64
+_FIRST_FIELDS = (
+    "name",
+    "min_runs",
+    "min_authors",
+    "sigma_floor_ubpb",
+    "budget_kind",
+    "budget",
+    "dataset",
+    "eval_version",
+)
+_DEFAULTS = {field.name: field.default for field in fields(Policy)}
 
 
 def format_swarm_file(psk: bytes, policy: Policy) -> str:

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from protocol import envelope
 from protocol.config import KNOB, check_diff
 from protocol.errors import ProtocolError, RecordError
-from protocol.identity import Identity
+from protocol.identity import Identity, public_from_peer_id
 from protocol.track import Track
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -40,7 +40,7 @@ class Record:
     author: str
     ts_ms: int
     body: dict[str, Any]
-    track: Track
+    track: Track | None  # None for the roster kinds, which belong to no track
 
     @property
     def hex_id(self) -> str:
@@ -72,6 +72,20 @@ def _hex64(value: Any) -> str:
 def _record_id_or_none(value: Any) -> bytes | None:
     if value is not None and (not isinstance(value, bytes) or len(value) != 32):
         raise RecordError("expected a 32-byte record id or nil")
+    return value
+
+
+def _peer_id(value: Any) -> str:
+    try:
+        public_from_peer_id(value)
+    except ProtocolError:
+        raise RecordError("expected an Ed25519 peer ID") from None
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError("expected true or false")
     return value
 
 
@@ -133,10 +147,14 @@ BODIES: dict[str, dict[str, Any]] = {
         "diff": _diff,
         "rationale": _text(2000),
     },
+    # The roster (protocol/roster.py): only an admin's count, and they name no track.
+    "membership": {"member": _peer_id, "admin": _flag},
+    "revocation": {"member": _peer_id, "reason": _text(200)},
 }
+ROSTER_KINDS = frozenset({"membership", "revocation"})
 
 
-def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
+def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track | None]:
     """The body of ``kind`` checked field by field (RecordError names the first bad one), and its track.
 
     The track is built here once: decoding is the ledger's hot path.
@@ -156,7 +174,7 @@ def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
             raise RecordError(f"{name}: {err}") from None
     if kind == "result" and (body["outcome"] == "ok") != (body["val_bpb"] is not None):
         raise RecordError("val_bpb is set exactly when the outcome is ok")
-    return dict(body), checked["track"]
+    return dict(body), checked.get("track")
 
 
 def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[str, Any]) -> NoReturn:

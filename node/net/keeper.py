@@ -1,7 +1,9 @@
 """The keeper: keeps this node connected to the peers it knows, for as long as the node runs.
 
 Bootstrap peers are redialled forever; peers learned from signed address announcements are
-dialled while we have fewer than ``target_peers`` connections. Each failed dial doubles that
+dialled while we have fewer than ``target_peers`` connections, and only while they are members,
+at the addresses they signed, of the ordinary kinds (see ``ordinary_addr``) unless the node's
+settings allow any. Each failed dial doubles that
 peer's wait (with jitter, capped), so a dead peer costs a dial every ``max_backoff_s`` and a peer
 that comes back is found again within that time.
 """
@@ -9,6 +11,7 @@ that comes back is found again within that time.
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import multiaddr
@@ -18,6 +21,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from node.net import libp2p_patches
+from node.net.addresses import ordinary_addr
 from node.net.bootstrap import parse_peer_addr
 
 log = logging.getLogger("arnode.keeper")
@@ -45,6 +49,9 @@ class Keeper:
         max_backoff_s: float = 30.0,
         dial_timeout_s: float = 5.0,
         tick_s: float = 0.5,
+        is_member: Callable[[str], bool] = lambda peer_id: True,
+        is_banned: Callable[[str], bool] = lambda peer_id: False,
+        dial_any_address: bool = False,
     ) -> None:
         self.host = host
         self.own_id = str(host.get_id())
@@ -53,6 +60,9 @@ class Keeper:
         self.max_backoff_s = max_backoff_s
         self.dial_timeout_s = dial_timeout_s
         self.tick_s = tick_s
+        self.is_member = is_member
+        self.is_banned = is_banned
+        self.dial_any_address = dial_any_address
         self.known: dict[str, KnownPeer] = {}
         self.blocked: set[str] = set()
 
@@ -62,12 +72,16 @@ class Keeper:
 
     def learn(self, peer_id: str, addrs: list[str]) -> None:
         """Addresses a peer announced for itself (already verified as signed by it)."""
+        if not self.is_member(peer_id):
+            return
         usable = []
         for addr in addrs:
             try:
-                usable.append(parse_peer_addr(f"{addr}/p2p/{peer_id}")[1])
+                transport = parse_peer_addr(f"{addr}/p2p/{peer_id}")[1]
             except ValueError:
                 continue
+            if self.dial_any_address or ordinary_addr(transport):
+                usable.append(transport)
         if usable:
             self._remember(peer_id, usable, pinned=False)
 
@@ -107,11 +121,14 @@ class Keeper:
         connected = self.connected()
         due = []
         room = self.target_peers - len(connected)
-        for peer_id, peer in self.known.items():
+        for peer_id, peer in list(self.known.items()):
+            if not peer.pinned and not peer.dialing and not self.is_member(peer_id):
+                del self.known[peer_id]  # revoked since it announced itself
+                continue
             if peer_id in connected:
                 peer.failures, peer.next_dial = 0, 0.0
                 continue
-            if peer.dialing or peer.next_dial > now or peer_id in self.blocked:
+            if peer.dialing or peer.next_dial > now or peer_id in self.blocked or self.is_banned(peer_id):
                 continue
             if peer.pinned or room > 0:
                 due.append(peer_id)

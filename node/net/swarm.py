@@ -3,11 +3,16 @@
 Records reach the ledger by two paths, each judged once by the swarm's Intake (decode, verify,
 policy) and stored once with ``Ledger.insert``: GossipSub (fast, lossy) and anti-entropy sync
 (slow, complete). Gossip's validator only judges: it runs synchronously inside the library, rejects
-and never raises (bad bytes, other swarms, replays, authors over their rate), and hands each
+and never raises (bad bytes, other swarms, replays, non-members, authors over their rate), and hands each
 accepted record to the one task that stores gossip (``_store_gossip``), in batches. A record that
 gossip drops for any reason still arrives by sync, which runs on every new connection and every
 ``sync_interval_s`` with a random peer. Our own records are signed by us, so they are stored
 without verifying them again.
+
+Insiders are members too, so every limit is per member, and a peer that keeps sending invalid
+data (records, announcements, sync sessions) is disconnected and ignored for a while (PeerScore).
+Inbound sync sessions are served only to members, at most one per peer and MAX_INBOUND_SYNCS in
+all, and no more often than a per-peer rate.
 
 New records from peers are reported through ``on_record(record, via)`` with ``via`` one of
 "gossip" or "sync": a plain callable that must not block. It is not called for our own records.
@@ -36,6 +41,7 @@ from node.net.host import build_host, build_pubsub
 from node.net.keeper import Keeper
 from node.net.libp2p_patches import OUTBOUND_QUEUE_RPCS
 from node.net.netstream import NetStreamAdapter
+from node.net.peerscore import PeerScore
 from node.net.ratelimit import RateLimiter
 from node.store.intake import Intake
 from node.store.ledger import Ledger
@@ -45,6 +51,7 @@ from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.records import MAX_RECORD_BYTES, Record
+from protocol.roster import NotAdmitted
 
 log = logging.getLogger("arnode.swarm")
 
@@ -61,6 +68,10 @@ PUBLISH_QUEUE = 100_000
 GOSSIP_STORE_QUEUE = 1024  # accepted gossip waiting to be stored; past it, sync brings the rest
 SYNC_DEADLINE_S = 60.0
 MAX_PARALLEL_SYNCS = 4
+MAX_INBOUND_SYNCS = 8  # sessions we serve at once, one per peer at most
+# Sessions a peer may start with us: an honest one starts one on connecting and one every ~30 s.
+INBOUND_SYNC_PER_S = 0.2
+INBOUND_SYNC_BURST = 4.0
 OPEN_STREAM_TIMEOUT_S = 10.0
 
 
@@ -78,6 +89,7 @@ class Swarm:
         on_record: Callable[[Record, str], None] | None = None,
         author_rate: tuple[float, float] = (AUTHOR_RATE_PER_S, AUTHOR_BURST),
         max_backoff_s: float = 30.0,
+        dial_any_address: bool = False,
     ) -> None:
         self.identity = identity
         self.policy = policy
@@ -88,7 +100,14 @@ class Swarm:
         self.on_record = on_record
         self.host: IHost = build_host(identity, psk, listen)
         self.pubsub: Pubsub = build_pubsub(self.host)
-        self.keeper = Keeper(self.host, max_backoff_s=max_backoff_s)
+        self.score = PeerScore()
+        self.keeper = Keeper(
+            self.host,
+            max_backoff_s=max_backoff_s,
+            is_member=ledger.is_member,
+            is_banned=self.score.banned,
+            dial_any_address=dial_any_address,
+        )
         for addr in bootstrap:
             self.keeper.add_bootstrap(addr)
         self.claims = ClaimBook()
@@ -104,6 +123,9 @@ class Swarm:
         self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
         self.intake = Intake(policy)  # the pool that verifies sync batches on every core
         self._gossip_send, self._gossip_receive = trio.open_memory_channel[Record](GOSSIP_STORE_QUEUE)
+        self._serving: set[str] = set()  # peers whose sync session we are serving now
+        self._inbound_sync_limit = RateLimiter(INBOUND_SYNC_PER_S, INBOUND_SYNC_BURST)
+        self._ban_send, self._ban_receive = trio.open_memory_channel[str](256)
         self.host.get_network().register_notifee(_ConnectionEvents(self))
         self.host.set_stream_handler(sync.PROTOCOL_ID, self._serve_sync)
         self.pubsub.set_topic_validator(policy.topic, self._validate_record, is_async_validator=False)
@@ -138,6 +160,7 @@ class Swarm:
                     nursery.start_soon(self._announcer)
                     nursery.start_soon(self._sync_new_peers, nursery)
                     nursery.start_soon(self._sync_periodically, nursery)
+                    nursery.start_soon(self._enforce_bans, nursery)
                     log.info("listening on %s", " ".join(self.listen_addrs()))
                     task_status.started()
             finally:
@@ -176,9 +199,22 @@ class Swarm:
     # --- publishing ---
 
     async def publish(self, record: Record) -> None:
-        """Store our record (made by ``sign``: checked, not verified again), then queue it for gossip."""
-        self.ledger.insert([record])
+        """Store our record (made by ``sign``: checked, not verified again), then queue it for gossip.
+
+        NotAdmitted when the ledger refuses it: this node is not a member (yet) or is over its quota.
+        """
+        _added, refused = self.ledger.insert([record])
+        if refused:
+            raise NotAdmitted(refused[record.id])
         await self._publish_send.send((self.policy.topic, record.raw))
+
+    def publish_nowait(self, record: Record) -> None:
+        """``publish`` for callers outside trio's async code (the control socket); NodeError when the queue is full."""
+        self.ledger.add(record.raw)
+        try:
+            self._publish_send.send_nowait((self.policy.topic, record.raw))
+        except trio.WouldBlock:
+            raise NodeError("the publish queue is full; the record is stored and sync will spread it") from None
 
     async def announce_claim(self, track_key: str, config_hash: str, ttl_s: float) -> None:
         """Tell the swarm we are running ``config_hash`` on ``track_key`` for the next ``ttl_s`` seconds."""
@@ -192,7 +228,8 @@ class Swarm:
         await self.announce_claim(track_key, config_hash, ttl_s=0.001)
 
     def live_claims(self, now_ms: int) -> list[Claim]:
-        return self.claims.live(now_ms)
+        """Live claims of members (a revoked member's claims stop counting at once)."""
+        return [claim for claim in self.claims.live(now_ms) if self.ledger.is_member(claim.author)]
 
     async def _publisher(self) -> None:
         async for topic, data in self._publish_receive:
@@ -221,8 +258,12 @@ class Swarm:
     def _validate_record(self, forwarder: ID, msg: Any) -> bool:
         try:
             verdict = self._judge_record(str(forwarder), msg.data)
+        except NotAdmitted as err:  # valid, but not a member's (yet): no fault of the forwarder's
+            log.debug("gossip from %s refused: %s", forwarder, err)
+            verdict = "refused"
         except (ProtocolError, ValueError) as err:
             log.info("gossip from %s rejected: %s", forwarder, err)
+            self._penalise(str(forwarder), str(err))
             verdict = "invalid"
         except Exception as err:  # a bug or a full disk must cost one message, not the node
             log.warning("gossip from %s dropped: %s: %s", forwarder, type(err).__name__, err)
@@ -239,6 +280,7 @@ class Swarm:
         if self.ledger.has(record.id):
             log.debug("gossip from %s: %s already held, not forwarded", forwarder, record.hex_id[:12])
             return "held"
+        self.ledger.check_author(record)
         if not self._author_limit.allow(record.author):
             log.info("gossip from %s: author %s over its rate; sync will bring it", forwarder, record.author)
             return "rate_limited"
@@ -257,16 +299,23 @@ class Swarm:
                     batch.append(self._gossip_receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            self._notify(self.ledger.insert(batch), "gossip")
+            added, _refused = self.ledger.insert(batch)  # refused: the roster changed since it was judged
+            self._notify(added, "gossip")
 
     def _validate_announcement(self, forwarder: ID, msg: Any) -> bool:
         try:
             if self._accept_announcement(msg.data):
+                self.counters["announce_accepted"] += 1
                 return True
             self.counters["announce_stale"] += 1
             return False
+        except NotAdmitted as err:
+            log.debug("announcement from %s refused: %s", forwarder, err)
+            self.counters["announce_refused"] += 1
+            return False
         except (ProtocolError, ValueError) as err:
             log.info("announcement from %s rejected: %s", forwarder, err)
+            self._penalise(str(forwarder), str(err))
         except Exception as err:
             log.warning("announcement from %s dropped: %s: %s", forwarder, type(err).__name__, err)
         self.counters["announce_invalid"] += 1
@@ -275,6 +324,8 @@ class Swarm:
     def _accept_announcement(self, data: bytes) -> bool:
         ts = now_ms()
         news = announce.decode(data, ts)
+        if not self.ledger.is_member(news.author):
+            raise NotAdmitted(f"announcement by {news.author}, who is not a member")
         if news.author != self.peer_id and not self._announce_limit.allow(news.author):
             raise ValueError(f"author {news.author} announces too often")
         if isinstance(news, Claim):
@@ -292,11 +343,35 @@ class Swarm:
     async def _serve_sync(self, stream: INetStream) -> None:
         peer = str(stream.muxed_conn.peer_id)
         adapter = NetStreamAdapter(stream)
+        refusal = self._sync_refusal(peer)
+        if refusal:
+            self.counters["sync_refused"] += 1
+            log.debug("sync from %s refused: %s", peer, refusal)
+            await adapter.aclose()
+            return
+        self._serving.add(peer)
         try:
             report = await self._reconcile(adapter, initiator=False)
         finally:
+            self._serving.discard(peer)
             await adapter.aclose()
         _log_sync(peer, report)
+        if report.peer_fault:
+            self._penalise(peer, report.reason)
+
+    def _sync_refusal(self, peer: str) -> str:
+        """Why we will not serve ``peer`` a sync session now; empty if we will."""
+        if self.score.banned(peer) or peer in self.keeper.blocked:
+            return "banned"
+        if not self.ledger.is_member(peer):
+            return "not a member"
+        if peer in self._serving:
+            return "already in a session with us"
+        if len(self._serving) >= MAX_INBOUND_SYNCS:
+            return f"{MAX_INBOUND_SYNCS} sessions already"
+        if not self._inbound_sync_limit.allow(peer):
+            return "too many sessions lately"
+        return ""
 
     async def sync_with(self, peer: str) -> Any:
         """Reconcile our ledger with ``peer``'s now; the SyncReport, or None if no stream opened."""
@@ -319,6 +394,8 @@ class Swarm:
                 finally:
                     await adapter.aclose()
                 _log_sync(peer, report)
+                if report.peer_fault:
+                    self._penalise(peer, report.reason)
                 return report
         finally:
             self._syncing.discard(peer)
@@ -335,19 +412,48 @@ class Swarm:
 
     async def _sync_new_peers(self, nursery: trio.Nursery) -> None:
         async for peer in self._new_peer_receive:
-            if peer in self.keeper.blocked:
+            if peer in self.keeper.blocked or self.score.banned(peer):
                 await self.host.disconnect(ID.from_base58(peer))
                 continue
             # One side starts: the one with the smaller ID (the other would only repeat the work).
-            if self.peer_id < peer:
+            if self.peer_id < peer and self._worth_syncing(peer):
                 nursery.start_soon(self.sync_with, peer)
+
+    def _worth_syncing(self, peer: str) -> bool:
+        """Members are; so is anyone while we are not a member ourselves: a joiner learns its invite by sync."""
+        return self.ledger.is_member(peer) or not self.ledger.is_member(self.peer_id)
 
     async def _sync_periodically(self, nursery: trio.Nursery) -> None:
         while True:
             await trio.sleep(self.sync_interval_s * random.uniform(0.8, 1.2))
-            peers = sorted(self.keeper.connected() - self.keeper.blocked)
+            peers = sorted(p for p in self.keeper.connected() - self.keeper.blocked if self._worth_syncing(p))
             if peers:
                 nursery.start_soon(self.sync_with, random.choice(peers))
+
+    def _penalise(self, peer: str, why: str) -> None:
+        """One point against ``peer`` for invalid data; past the threshold it is banned (never raises)."""
+        if peer == self.peer_id or not self.score.penalise(peer):
+            return
+        self.counters["peers_banned"] += 1
+        log.warning(
+            "peer %s keeps sending invalid data (last: %s); ignored for %d s", peer, why[:120], self.score.ban_s
+        )
+        try:
+            self._ban_send.send_nowait(peer)
+        except trio.WouldBlock:  # a ban storm: the score still refuses them, the disconnect waits
+            log.debug("ban queue full: %s stays connected until it next misbehaves", peer)
+
+    async def _enforce_bans(self, nursery: trio.Nursery) -> None:
+        async for peer in self._ban_receive:
+            target = ID.from_base58(peer)
+            self.pubsub.add_to_blacklist(target)
+            await self.host.disconnect(target)
+            nursery.start_soon(self._lift_ban, peer)
+
+    async def _lift_ban(self, peer: str) -> None:
+        await trio.sleep(self.score.ban_s)
+        if peer not in self.keeper.blocked:  # the user's own ban list outlasts ours
+            self.pubsub.remove_from_blacklist(ID.from_base58(peer))
 
     def _on_connected(self, peer: str) -> None:
         self._since.setdefault(peer, time.time())

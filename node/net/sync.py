@@ -13,7 +13,11 @@ spirit of negentropy, each side works on a snapshot of its record keys ordered b
 
 Messages are msgpack arrays whose first item names them; the session opens with a version
 check. Every message is size-capped and checked field by field; rounds, ranges and wants are
-capped too, and the whole session has a deadline. A misbehaving peer ends only its session:
+capped too, and the whole session has a deadline. A responder reads a valid ``hello`` before it
+touches its index, and every session shares the ledger's one immutable index, so a session
+costs little more than its buffers. Records that are valid but do not count (their author is
+not a member, or over its quota) are refused without ending the session: two honest nodes may
+briefly disagree on the roster. A misbehaving peer ends only its session:
 ``reconcile`` reports why and never raises for it. Our ledger only ever gains valid records.
 
 The stream is anything with trio's HalfCloseableStream methods (``receive_some``, ``send_all``,
@@ -47,6 +51,8 @@ RECEIVE_BYTES = 64 * 1024
 LOOKUP_IDS = 256  # records read from the ledger per query
 JUDGE_MIN_RECORDS = 256  # judged together: enough to keep every verifying core busy
 READ_AHEAD_BATCHES = 16  # ~64 KB batches read while earlier ones are judged and stored
+MAX_WANTED = 1 << 17  # IDs asked for in one session (~15 MB of set); a longer catch-up takes more sessions
+HELLO_TIMEOUT_S = 10.0
 FINGERPRINT, IDS = 0, 1  # how a range is described
 
 log = logging.getLogger("arnode.sync")
@@ -62,12 +68,18 @@ class SyncReport:
     records_received: int = 0  # new records the peer gave us
     records_sent: int = 0
     rejected: int = 0  # invalid records the peer sent; the first one's reason is in ``reason``
+    refused: int = 0  # valid records that do not count here (not a member, over quota)
+    peer_fault: bool = False  # the peer broke the protocol or sent invalid records (not just left)
     seconds: float = 0.0
     rounds: int = 0  # reconciliation rounds sent and received
 
 
 class PeerError(Exception):
     """The peer broke the protocol; the message is the one-line reason the session ended."""
+
+
+class PeerLeft(PeerError):
+    """The peer ended the session early, by closing or by saying why: no fault of the protocol's."""
 
 
 async def reconcile(
@@ -93,6 +105,7 @@ async def reconcile(
             report.ok, report.reason = True, "in sync"
         except PeerError as err:
             report.reason = str(err)
+            report.peer_fault = not isinstance(err, PeerLeft)
             await session.tell_peer(report.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
             report.reason = f"stream broke: {err or type(err).__name__}"
@@ -122,14 +135,19 @@ class _Session:
         )
         self.to_send: dict[bytes, None] = {}  # record IDs the peer lacks, in order, without repeats
         self.wanted: set[bytes] = set()  # IDs we asked for
+        self.refused: set[bytes] = set()  # IDs the peer sent that the ledger refused
 
     async def run(self, initiator: bool) -> None:
-        index = RangeIndex(self.ledger.keys())
         if initiator:
+            index = self.ledger.range_index()
             await self.send([["hello", VERSION]])
             await self.send_round(_describe(index, LOWEST, HIGHEST, 0, len(index)), [])
         else:
-            await self.expect_hello()
+            with trio.move_on_after(HELLO_TIMEOUT_S) as waiting:
+                await self.expect_hello()
+            if waiting.cancelled_caught:
+                raise PeerError(f"no hello within {HELLO_TIMEOUT_S:g} s")
+            index = self.ledger.range_index()
         await self.reconcile_ranges(index)
         try:
             async with trio.open_nursery() as nursery:
@@ -175,10 +193,10 @@ class _Session:
                 theirs, ours = set(payload), index.ids(start, stop)
                 self.to_send.update((record_id, None) for record_id in ours if record_id not in theirs)
                 missing = theirs.difference(ours, self.wanted)
-                wants.extend(
-                    record_id for record_id in payload if record_id in missing and not self.ledger.has(record_id)
-                )
-                self.wanted.update(missing)
+                room = MAX_WANTED - len(self.wanted)
+                found = [record_id for record_id in payload if record_id in missing and not self.ledger.has(record_id)]
+                wants.extend(found[:room])
+                self.wanted.update(found[:room])
         return reply, wants
 
     async def send_round(self, entries: list, wants: list[bytes]) -> None:
@@ -267,7 +285,7 @@ class _Session:
                 fault = await self.forward_batches(to_judge)
         if fault is not None:
             raise fault
-        unsent = sum(1 for record_id in self.wanted if not self.ledger.has(record_id))
+        unsent = sum(1 for i in self.wanted if i not in self.refused and not self.ledger.has(i))
         if unsent:
             raise PeerError(f"peer listed {unsent} records it did not send")
 
@@ -302,8 +320,10 @@ class _Session:
 
     async def store_records(self, judged: trio.MemoryReceiveChannel[tuple[list[Record], list[str]]]) -> None:
         async for records, rejected in judged:
-            added = self.ledger.insert(records)
+            added, refused = self.ledger.insert(records)
             self.report.records_received += len(added)
+            self.refused.update(refused)
+            self.report.refused += len(refused)
             if added and self.on_added is not None:
                 self.on_added(added)
             if rejected:
@@ -330,11 +350,11 @@ class _Session:
                 if not isinstance(message, list) or not message or not isinstance(message[0], str):
                     raise PeerError("a message is an array that starts with its name")
                 if message[0] == "error" and len(message) == 2:
-                    raise PeerError(f"peer gave up: {str(message[1])[:200]!r}")
+                    raise PeerLeft(f"peer gave up: {str(message[1])[:200]!r}")
                 return message
             data = await self.stream.receive_some(RECEIVE_BYTES)
             if not data:
-                raise PeerError("peer closed the stream mid-session")
+                raise PeerLeft("peer closed the stream mid-session")
             self.report.bytes_received += len(data)
             try:
                 self.unpacker.feed(data)

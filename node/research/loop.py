@@ -50,6 +50,7 @@ LEADERBOARD_HEAD = 10
 MAX_SEED = 2**31 - 1
 RETRY_S = 60
 SHARE_TIMEOUT_S = 10  # a shielded hand-over to the swarm (release a claim, publish) during shutdown
+MEMBERSHIP_POLL_S = 2.0
 
 
 class Network(Protocol):
@@ -111,6 +112,13 @@ class ResearchLoop:
 
     async def run(self) -> None:
         while not self._stopping and (self.max_experiments is None or self.status.experiments < self.max_experiments):
+            if not self.ledger.is_member(self.identity.peer_id):
+                # our results would be refused everywhere: wait for an admin's invite to arrive by sync
+                self.status.idle_reason = (
+                    f"not a member yet: an admin runs `arnode swarm invite {self.identity.peer_id}`"
+                )
+                await trio.sleep(MEMBERSHIP_POLL_S)
+                continue
             try:
                 await self.run_one()
             except (ProposerExhausted, ProtocolError, SpecError) as err:

@@ -1,5 +1,7 @@
 """Intake: untrusted record bytes judged once (decode, signature, the swarm's policy) before storage.
 
+Membership and quotas depend on what the ledger holds, so the ledger applies them as it inserts.
+
 Validation lives here and storage in the ledger, whose ``insert`` trusts its caller: every path
 into the ledger (gossip, sync, our own results) verifies a record exactly once. Verification is
 the cost of a catch-up (~70 us a record, most of it Ed25519), so large batches go to a pool of
@@ -63,8 +65,7 @@ class Intake:
         return records, rejected
 
     def _admitted(self, record: Record) -> Record:
-        if not self.policy.admits(record.track):
-            raise RecordError(f"track {record.track.key} is not this swarm's (policy {self.policy.name})")
+        self.policy.check(record)  # our track, after the swarm's creation, a plausible val_bpb
         return record
 
     def _worker_pool(self) -> concurrent.futures.ProcessPoolExecutor:

@@ -5,15 +5,22 @@ insert, so views can run the acceptance rule over 100k results without decoding 
 Nothing is ever updated or deleted, so every view is a pure function of the set, and the
 set's size names its version: views are cached until it grows.
 
+Membership (protocol/roster.py) is derived from the set too. Only records whose author counts
+are admitted, and every view, the sync index included, reads only the records of those who count
+now: a revocation hides a member's records wherever they are, before or after it arrived, and
+a node that stored them first shows the same views as one that never saw them.
+
 One writer: a Ledger belongs to one task and its calls are short and synchronous. Durability:
 WAL with synchronous=NORMAL, so a committed batch survives the process being killed; a power
 cut may lose the last batches, which anti-entropy sync brings back from peers.
 """
 
 import hashlib
+import logging
 import os
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -25,16 +32,23 @@ from protocol import canonical
 from protocol.acceptance import ConfigStats, Lineage, Run, TrackView, assess
 from protocol.config import Config
 from protocol.errors import ConfigError
-from protocol.fingerprint import Key
+from protocol.fingerprint import Key, RangeIndex
 from protocol.policy import Policy
-from protocol.records import MAX_RECORD_BYTES, Record, decode
+from protocol.records import MAX_RECORD_BYTES, ROSTER_KINDS, Record, decode
+from protocol.roster import NotAdmitted, Roster, build_roster
 from protocol.track import Track
+
+log = logging.getLogger("arnode.ledger")
 
 APPLICATION_ID = 0x61726E6C  # "arnl": marks an SQLite file as an arnode ledger
 FORMAT = "arnode-ledger/1"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQL_VARIABLES = 500  # IDs per IN (...) query, well under SQLite's limit on bound variables
 _FAR_FUTURE_MS = 2**62  # reading back our own records: the future-timestamp check was done at insert
+# Bytes of records per author per day of their timestamps: an honest node with 8 GPUs signs ~5 MB a
+# day, so this only stops a member filling every disk in the swarm.
+MEMBER_BYTES_PER_DAY = 32 * 2**20
+DAY_MS = 86_400_000
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +82,8 @@ class LedgerError(NodeError):
 class AddReport:
     added: list[Record]
     duplicates: int
-    rejected: list[str]  # one reason per rejected record
+    rejected: list[str]  # one reason per invalid record
+    refused: dict[bytes, str]  # record ID -> why a valid record was not taken (not a member, over quota)
 
 
 @dataclass(frozen=True)
@@ -87,12 +102,18 @@ class Ledger:
         self._db = db
         self._count = db.execute("SELECT count(*) FROM records").fetchone()[0]
         self._tracks = self._read_tracks()
-        self._keys: tuple[int, list[Key]] = (-1, [])  # (count it was read at, keys)
+        self._keys: tuple[tuple, list[Key]] = ((), [])  # ((count, roster version) it was read at, keys)
+        self._index: tuple[tuple, RangeIndex | None] = ((), None)
         # Per track: its results as Runs, read at the first view and then kept current by inserts, and
         # its view with the number of runs it was computed from. A record changes only its own track.
         self._runs: dict[str, list[Run]] = {}
-        self._views: dict[str, tuple[int, TrackView | None]] = {}
-        self._lineage: tuple[int, Lineage | None] = (-1, None)
+        self._views: dict[str, tuple[tuple[int, int], TrackView | None]] = {}
+        self._lineage: tuple[tuple, Lineage | None] = ((), None)
+        self._roster_records = [decode(raw, _FAR_FUTURE_MS) for raw in self._raw_of_kinds(ROSTER_KINDS)]
+        self.roster: Roster = build_roster(policy.admins, self._roster_records)
+        self._roster_version = 0  # grows with every roster change: what member-filtered caches are keyed on
+        self._member_runs: dict[str, tuple[tuple[int, int], list[Run]]] = {}
+        self._day_bytes: dict[tuple[str, int], int] | None = None  # (author, day) -> bytes held; read lazily
 
     # --- opening ---
 
@@ -150,32 +171,85 @@ class Ledger:
         return found
 
     def add(self, raw: bytes, now_ms: int | None = None) -> Record | None:
-        """Judge and insert one record's bytes: the Record if new, None if already held; RecordError if invalid."""
+        """Judge and insert one record's bytes: the Record if new, None if already held; RecordError if invalid,
+        NotAdmitted (a RecordError) if valid but its author does not count or is over its quota."""
         if self.has(_record_id(raw)):
             return None
-        added = self.insert([self.intake.admit(raw, _now(now_ms))])
+        added, refused = self.insert([self.intake.admit(raw, _now(now_ms))])
+        if refused:
+            raise NotAdmitted(next(iter(refused.values())))
         return added[0] if added else None
 
     def add_many(self, raws: Iterable[bytes], now_ms: int | None = None) -> AddReport:
-        """Judge and insert a batch of bytes in one transaction; bad records are reported, not raised."""
+        """Judge and insert a batch of bytes in one transaction; bad and refused records are reported, not raised."""
         raws = list(raws)
         records, rejected = self.intake.admit_many(self.unheld(raws), _now(now_ms))
-        added = self.insert(records)
-        return AddReport(added, len(raws) - len(added) - len(rejected), rejected)
+        added, refused = self.insert(records)
+        return AddReport(added, len(raws) - len(added) - len(rejected) - len(refused), rejected, refused)
 
-    def insert(self, records: Iterable[Record]) -> list[Record]:
-        """Store records already judged (by an Intake, or our own from ``sign``) in one transaction; the new ones."""
+    def insert(self, records: Iterable[Record]) -> tuple[list[Record], dict[bytes, str]]:
+        """Store records already judged valid (by an Intake, or ours from ``sign``) in one transaction.
+
+        Returns the new records and, by ID, the reason for each one refused because its author does
+        not count now or is over its quota. Roster records go first, again and again while they
+        make progress: a batch may hold an admin's own grant after the invites that admin signed.
+        """
         records = list(records)
         if not records:
-            return []
+            return [], {}
+        roster = sorted((r for r in records if r.kind in ROSTER_KINDS), key=lambda r: (r.ts_ms, r.id))
+        others = [r for r in records if r.kind not in ROSTER_KINDS]
+        added: list[Record] = []
+        refused: dict[bytes, str] = {}
         with self._transaction():
-            return [record for record in records if self._insert(record)]
+            while roster:
+                waiting = [record for record in roster if not self.roster.counts(record.author, record.kind)]
+                added += [record for record in roster if record not in waiting and self._insert(record)]
+                if len(waiting) == len(roster):
+                    break
+                roster = waiting
+            for record in roster + others:
+                try:
+                    self.check_author(record)
+                except NotAdmitted as err:
+                    refused[record.id] = str(err)
+                    continue
+                if self._insert(record):
+                    added.append(record)
+        return added, refused
 
     def unheld(self, raws: Iterable[bytes]) -> list[bytes]:
         """Those of ``raws`` whose records we do not hold yet, each once: what is worth verifying."""
         by_id = {_record_id(raw): raw for raw in raws}
         held = self._held(list(by_id))
         return [raw for record_id, raw in by_id.items() if record_id not in held]
+
+    def check_author(self, record: Record) -> None:
+        """NotAdmitted unless ``record``'s author counts now (a member; an admin for roster records)
+        and is within its daily quota: the one membership check that gossip and sync share."""
+        self.roster.check(record)
+        day = record.ts_ms // DAY_MS
+        held = self._bytes_of(record.author, day)
+        if held + len(record.raw) > MEMBER_BYTES_PER_DAY:
+            if held <= MEMBER_BYTES_PER_DAY:  # the first refusal of the day is logged, not the flood after it
+                log.warning("author %s is over its quota of %g MiB of records on day %d; refusing the rest of it",
+                            record.author, MEMBER_BYTES_PER_DAY / 2**20, day)  # fmt: skip
+                self._day_bytes[(record.author, day)] = MEMBER_BYTES_PER_DAY + 1  # full: the rest are refused quietly
+            raise NotAdmitted(f"author {record.author} is over its quota of {MEMBER_BYTES_PER_DAY / 2**20:g} MiB a day")
+
+    def is_member(self, peer_id: str) -> bool:
+        return self.roster.is_member(peer_id)
+
+    def _bytes_of(self, author: str, day: int) -> int:
+        if self._day_bytes is None:
+            self._day_bytes = defaultdict(int)
+            rows = self._db.execute(
+                "SELECT author, ts_ms / ?, sum(length(raw.bytes)) FROM records JOIN raw USING (seq) GROUP BY 1, 2",
+                (DAY_MS,),
+            )
+            for row_author, row_day, size in rows:
+                self._day_bytes[(row_author, row_day)] = size
+        return self._day_bytes.get((author, day), 0)
 
     def _held(self, record_ids: list[bytes]) -> set[bytes]:
         """Those of ``record_ids`` already in the set: one query per batch, not one per record."""
@@ -187,25 +261,40 @@ class Ledger:
         return held
 
     def records(self, kind: str | None = None) -> Iterator[Record]:
-        """Every record (of ``kind``) in (ts_ms, id) order, decoded again: slow, for exports and tools."""
-        query = "SELECT raw.bytes FROM records JOIN raw USING (seq) WHERE ? IS NULL OR kind = ? ORDER BY ts_ms, id"
-        for (raw,) in self._db.execute(query, (kind, kind)):
-            yield decode(raw, _FAR_FUTURE_MS)
+        """Every record (of ``kind``) that counts, in (ts_ms, id) order, decoded again: slow, for exports and tools."""
+        query = (
+            "SELECT author, kind, raw.bytes FROM records JOIN raw USING (seq)"
+            " WHERE ? IS NULL OR kind = ? ORDER BY ts_ms, id"
+        )
+        for author, row_kind, raw in self._db.execute(query, (kind, kind)):
+            if self.roster.counts(author, row_kind):
+                yield decode(raw, _FAR_FUTURE_MS)
 
     def records_by_id(self, record_ids: list[bytes]) -> list[Record]:
         """Those of ``record_ids`` we hold, decoded, in (ts_ms, id) order within each chunk."""
         return [decode(raw, _FAR_FUTURE_MS) for raw in self.get_many(record_ids)]
 
     def keys(self) -> list[Key]:
-        """Every record's (ts_ms, id), in that order (read-only): what set reconciliation works on."""
-        if self._keys[0] != self._count:
-            self._keys = (self._count, self._db.execute("SELECT ts_ms, id FROM records ORDER BY ts_ms, id").fetchall())
+        """The (ts_ms, id) of every record that counts, in that order (read-only): what set reconciliation
+        works on, so nodes that agree on the roster agree on the set, whatever else they once stored."""
+        version = (self._count, self._roster_version)
+        if self._keys[0] != version:
+            rows = self._db.execute("SELECT ts_ms, id, author, kind FROM records ORDER BY ts_ms, id")
+            counts = self.roster.counts
+            self._keys = (version, [(ts, record_id) for ts, record_id, author, kind in rows if counts(author, kind)])
         return self._keys[1]
+
+    def range_index(self) -> RangeIndex:
+        """An immutable index of ``keys()``, shared by every sync session until the set or roster changes."""
+        keys = self.keys()
+        if self._index[0] != self._keys[0] or self._index[1] is None:
+            self._index = (self._keys[0], RangeIndex(keys))
+        return self._index[1]
 
     def _insert(self, record: Record) -> bool:
         body = record.body
-        track = record.track.key
-        if track not in self._tracks:
+        track = record.track.key if record.track else ""  # roster records belong to no track
+        if record.track and track not in self._tracks:
             self._db.execute(
                 "INSERT OR IGNORE INTO tracks VALUES (?, ?)", (track, canonical.pack(record.track.to_wire()))
             )
@@ -219,8 +308,8 @@ class Ledger:
                 record.kind,
                 record.author,
                 track,
-                body["parent"],
-                canonical.pack(body["diff"]),
+                body.get("parent", ""),
+                canonical.pack(body.get("diff", {})),
                 body.get("config"),
                 body.get("outcome"),
                 body.get("val_bpb"),
@@ -231,14 +320,25 @@ class Ledger:
             return False
         self._db.execute("INSERT INTO raw VALUES (?, ?)", (cursor.lastrowid, record.raw))
         self._count += 1
+        if self._day_bytes is not None:
+            self._day_bytes[(record.author, record.ts_ms // DAY_MS)] += len(record.raw)
         if track in self._runs and record.kind == "result":
             self._runs[track].append(Run.from_record(record))
+        if record.kind in ROSTER_KINDS:
+            self._roster_records.append(record)
+            self._set_roster(build_roster(self.policy.admins, self._roster_records))
         return True
+
+    def _set_roster(self, roster: Roster) -> None:
+        if roster != self.roster:
+            self.roster = roster
+            self._roster_version += 1
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT; on any failure ROLLBACK and forget what the body counted."""
         count, runs = self._count, {track: len(runs) for track, runs in self._runs.items()}
+        roster_records = len(self._roster_records)
         try:
             self._db.execute("BEGIN IMMEDIATE")
             yield
@@ -250,6 +350,9 @@ class Ledger:
             self._tracks = self._read_tracks()
             for track, length in runs.items():
                 del self._runs[track][length:]
+            del self._roster_records[roster_records:]
+            self._set_roster(build_roster(self.policy.admins, self._roster_records))
+            self._day_bytes = None
             if isinstance(err, sqlite3.Error):
                 raise LedgerError(f"cannot write ledger {self.path}: {err}") from None
             raise
@@ -264,10 +367,10 @@ class Ledger:
     def view(self, track_key: str) -> TrackView | None:
         """The acceptance rule's view of one track, None while it has no results."""
         runs = self.runs(track_key)
-        computed_from, view = self._views.get(track_key, (-1, None))
-        if computed_from != len(runs):
+        computed_from, view = self._views.get(track_key, ((), None))
+        if computed_from != (len(runs), self._roster_version):
             view = assess(runs, self.policy).get(track_key)
-            self._views[track_key] = (len(runs), view)
+            self._views[track_key] = ((len(runs), self._roster_version), view)
         return view
 
     def leaderboard(self, track_key: str) -> tuple[ConfigStats, ...]:
@@ -302,11 +405,12 @@ class Ledger:
             if (key, stats.config) not in mine
         )
         untried = self._db.execute(
-            "SELECT raw.bytes FROM records AS h JOIN raw USING (seq) WHERE h.kind = 'hypothesis' AND NOT EXISTS"
-            " (SELECT 1 FROM records AS r WHERE r.kind = 'result' AND r.track = h.track AND r.parent = h.parent"
+            "SELECT h.author, raw.bytes FROM records AS h JOIN raw USING (seq) WHERE h.kind = 'hypothesis' AND NOT"
+            " EXISTS (SELECT 1 FROM records AS r WHERE r.kind = 'result' AND r.track = h.track AND r.parent = h.parent"
             " AND r.diff = h.diff) ORDER BY h.ts_ms, h.id"
         )
-        return PendingWork(replicate, tuple(decode(raw, _FAR_FUTURE_MS) for (raw,) in untried))
+        hypotheses = tuple(decode(raw, _FAR_FUTURE_MS) for author, raw in untried if self.roster.is_member(author))
+        return PendingWork(replicate, hypotheses)
 
     def resolve_config(self, config_hash: str) -> Config:
         """The full config named by ``config_hash``, rebuilt from result links back to a default.
@@ -314,20 +418,40 @@ class Ledger:
         The acceptance rule's Lineage picks, for each config, the first link (in record order) that
         really hashes to it, so a lying record cannot hide a config. ConfigError if none leads home.
         """
-        if self._lineage[0] != self._count:
+        if self._lineage[0] != (self._count, self._roster_version):
             runs = [run for key in self._tracks for run in self.runs(key)]
-            self._lineage = (self._count, Lineage(sorted(runs, key=lambda run: (run.ts_ms, run.id))))
+            self._lineage = (
+                (self._count, self._roster_version),
+                Lineage(sorted(runs, key=lambda run: (run.ts_ms, run.id))),
+            )
         config = self._lineage[1].resolve(config_hash)
         if config is None:
             raise ConfigError(f"config {config_hash[:12]} does not lead back to a default")
         return config
 
     def runs(self, track_key: str) -> list[Run]:
-        """A track's results as the acceptance rule's Runs (read-only): built from the columns once,
-        without decoding a record, then kept current by inserts."""
+        """A track's results by members as the acceptance rule's Runs (read-only): built from the columns
+        once, without decoding a record, then kept current by inserts and filtered again when the roster
+        changes. Filtering here, before the rule sees them, is what makes a revoked member's runs vanish."""
         if track_key not in self._runs:
             self._runs[track_key] = list(self._read_runs(track_key)) if track_key in self._tracks else []
-        return self._runs[track_key]
+        every = self._runs[track_key]
+        if self.roster.open:
+            return every
+        version = (len(every), self._roster_version)
+        cached = self._member_runs.get(track_key)
+        if cached is None or cached[0] != version:
+            members = self.roster.members
+            cached = self._member_runs[track_key] = (version, [run for run in every if run.author in members])
+        return cached[1]
+
+    def _raw_of_kinds(self, kinds: Iterable[str]) -> list[bytes]:
+        kinds = sorted(kinds)
+        query = (
+            "SELECT raw.bytes FROM records JOIN raw USING (seq)"
+            f" WHERE kind IN ({','.join('?' * len(kinds))}) ORDER BY ts_ms, id"
+        )
+        return [raw for (raw,) in self._db.execute(query, kinds)]
 
     def _read_tracks(self) -> dict[str, Track]:
         rows = self._db.execute("SELECT key, wire FROM tracks")

@@ -2,8 +2,11 @@ import dataclasses
 
 import pytest
 
-from protocol.errors import ConfigError
+from protocol.canonical import digest
+from protocol.errors import ConfigError, RecordError
+from protocol.identity import Identity
 from protocol.policy import PSK_BYTES, SWARM_ID_HEX, Policy, format_swarm_file, parse_swarm_file
+from protocol.records import METRICS, sign
 from protocol.track import Track, hardware_class
 
 TRACK = Track("nvidia-h100-80gb-hbm3-x1", "seconds", 300, "climbmix", "bpe8192", 1)
@@ -131,3 +134,31 @@ def test_a_corrupt_swarm_file_is_a_config_error_on_one_line(text):
     with pytest.raises(ConfigError) as caught:
         parse_swarm_file(text)
     assert "\n" not in str(caught.value)
+
+
+def test_a_swarm_file_from_before_rosters_keeps_its_swarm_id_and_loads_as_an_open_swarm():
+    old_text = "\n".join(format_swarm_file(bytes(32), Policy(name="old")).splitlines()[:12]) + "\n"
+    assert "admins" not in old_text and parse_swarm_file(old_text)[1].admins == ()
+    first_fields = {f.name: getattr(Policy(name="old"), f.name) for f in dataclasses.fields(Policy)[:8]}
+    assert Policy(name="old").swarm_id == digest(b"arnode/policy/1\n", first_fields)[:SWARM_ID_HEX]  # as before rosters
+    founder = Identity.from_seed(b"\x07" * 32).peer_id
+    with_roster = Policy(name="old", admins=(founder,), created_ms=1)
+    assert with_roster.swarm_id != Policy(name="old").swarm_id
+    assert parse_swarm_file(format_swarm_file(bytes(32), with_roster)) == (bytes(32), with_roster)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [("val_bpb", 50_000, "outside this swarm's range"), ("val_bpb", 25_000_000, "outside"), ("ts", 0, "before")],
+)
+def test_implausible_results_are_refused(field, value, reason):
+    policy = Policy(created_ms=1_700_000_000_000)
+    track = Track("cpu-x1", policy.budget_kind, policy.budget, policy.dataset, "bpe8192", policy.eval_version)
+    body = {
+        "track": track.to_wire(), "parent": "0" * 64, "diff": {}, "config": "0" * 64, "seed": 0, "outcome": "ok",
+        "val_bpb": value if field == "val_bpb" else 1_000_000, "metrics": dict.fromkeys(METRICS, 1),
+        "hypothesis": "", "proposer": "builtin", "code": "0" * 64, "log": "0" * 64, "error": "", "replicates": None,
+    }  # fmt: skip
+    record = sign(Identity.from_seed(b"\x08" * 32), "result", body, value if field == "ts" else 1_700_000_000_000)
+    with pytest.raises(RecordError, match=reason):
+        policy.check(record)

@@ -7,6 +7,9 @@ by bench/gossip.py.
 
 Commands (one JSON object a line; each gets one reply line):
     {"cmd": "publish", "n": 10, "pad": 0}   sign and publish n new result records
+        (optional "diff": {knob: value} on the default config and "bpb": micro-bpb for all n)
+    {"cmd": "invite", "peer": ID, "admin": false}   sign and publish a membership record
+    {"cmd": "revoke", "peer": ID}           sign and publish a revocation
     {"cmd": "steady", "rate": 10, "seconds": 20, "pad": 0}   publish at a steady rate, in the background
     {"cmd": "status"}                        ledger size and digest, peers, best configs
     {"cmd": "ids"}                           every record ID held, hex, sorted
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ import trio
 from node.clock import now_ms
 from node.net.swarm import Swarm
 from node.store.ledger import Ledger
-from protocol.config import config_hash, default_config
+from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.records import METRICS, Record, sign
@@ -51,16 +55,20 @@ TRACK = Track("cpu-x1", POLICY.budget_kind, POLICY.budget, POLICY.dataset, "bpe1
 DEFAULT_CONFIG = config_hash(default_config("small"))
 
 
-def make_record(identity: Identity, serial: int, ts_ms: int, pad: int = 0, track: Track = TRACK) -> Record:
-    """A real signed result record: the default config, a val_bpb that varies with ``serial``."""
+def make_record(
+    identity: Identity, serial: int, ts_ms: int, pad: int = 0, track: Track = TRACK, diff: dict | None = None,
+    bpb: int | None = None,
+) -> Record:  # fmt: skip
+    """A real signed result record: the default config (plus ``diff``), a val_bpb that varies with ``serial``."""
+    diff = diff or {}
     body = {
         "track": track.to_wire(),
         "parent": DEFAULT_CONFIG,
-        "diff": {},
-        "config": DEFAULT_CONFIG,
+        "diff": diff,
+        "config": config_hash(apply(default_config("small"), diff)) if diff else DEFAULT_CONFIG,
         "seed": serial % 2**31,
         "outcome": "ok",
-        "val_bpb": 1_000_000 + (serial * 7919) % 500_000,
+        "val_bpb": bpb or 1_000_000 + (serial * 7919) % 500_000,
         "metrics": dict.fromkeys(METRICS, 1),
         "hypothesis": f"run {serial} " + "x" * min(pad, 900),
         "proposer": "builtin",
@@ -72,17 +80,23 @@ def make_record(identity: Identity, serial: int, ts_ms: int, pad: int = 0, track
     return sign(identity, "result", body, ts_ms)
 
 
+def roster_policy(founders: list[str]) -> Policy:
+    """The test policy with a roster: these peer IDs are its founding admins."""
+    return replace(POLICY, admins=tuple(founders))
+
+
 class Node:
     def __init__(self, args: argparse.Namespace) -> None:
         self.identity = Identity.from_seed(bytes.fromhex(args.seed))
-        self.ledger = Ledger.open(Path(args.home) / "ledger.sqlite", POLICY)
+        self.policy = roster_policy(args.founder) if args.founder else POLICY
+        self.ledger = Ledger.open(Path(args.home) / "ledger.sqlite", self.policy)
         self.arrivals: dict[str, tuple[int, str, int]] = {}
         self.serial = int(time.time() * 1000) % 10**9  # a restarted node must not re-sign old records
         self.nursery: trio.Nursery | None = None
         self.swarm = Swarm(
             self.identity,
             bytes.fromhex(args.psk),
-            POLICY,
+            self.policy,
             self.ledger,
             listen=args.listen,
             bootstrap=args.bootstrap,
@@ -99,7 +113,15 @@ class Node:
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         name = command.get("cmd")
         if name == "publish":
-            return {"published": [await self.publish_one(int(command.get("pad", 0))) for _ in range(command["n"])]}
+            pad, diff, bpb = int(command.get("pad", 0)), command.get("diff"), command.get("bpb")
+            return {"published": [await self.publish_one(pad, diff, bpb) for _ in range(command["n"])]}
+        if name in ("invite", "revoke"):
+            kind, body = "membership", {"member": command["peer"], "admin": bool(command.get("admin"))}
+            if name == "revoke":
+                kind, body = "revocation", {"member": command["peer"], "reason": "test"}
+            record = sign(self.identity, kind, body, now_ms())
+            await self.swarm.publish(record)
+            return {"published": record.hex_id}
         if name == "steady":
             rate, seconds = float(command["rate"]), float(command["seconds"])
             self.nursery.start_soon(self.steady, rate, seconds, int(command.get("pad", 0)))
@@ -127,9 +149,9 @@ class Node:
             return {"counters": dict(self.swarm.counters)}
         return {"error": f"unknown command {str(name)[:40]!r}"}
 
-    async def publish_one(self, pad: int) -> str:
+    async def publish_one(self, pad: int, diff: dict | None = None, bpb: int | None = None) -> str:
         self.serial += 1
-        record = make_record(self.identity, self.serial, now_ms(), pad)
+        record = make_record(self.identity, self.serial, now_ms(), pad, diff=diff, bpb=bpb)
         await self.swarm.publish(record)
         return record.hex_id
 
@@ -290,8 +312,9 @@ def held(node: SwarmProcess) -> set[str]:
     return set(node.request({"cmd": "ids"})["ids"])
 
 
-def publish(node: SwarmProcess, n: int, pad: int = 0) -> set[str]:
-    return set(node.request({"cmd": "publish", "n": n, "pad": pad})["published"])
+def publish(node: SwarmProcess, n: int, pad: int = 0, **fields: Any) -> set[str]:
+    """Publish ``n`` records from ``node``; ``fields`` may set their "diff" and "bpb" (micro-bpb)."""
+    return set(node.request({"cmd": "publish", "n": n, "pad": pad, **fields})["published"])
 
 
 def all_hold(nodes: list[SwarmProcess], expected: set[str]) -> bool:
@@ -321,6 +344,7 @@ def main() -> None:
     parser.add_argument("--author-rate", type=float, default=50.0)
     parser.add_argument("--author-burst", type=float, default=500.0)
     parser.add_argument("--max-backoff", type=float, default=30.0)
+    parser.add_argument("--founder", action="append", default=[], help="a founding admin: the swarm has a roster")
     parser.add_argument("--log", default="WARNING")
     args = parser.parse_args()
     logging.basicConfig(level=args.log, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -43,7 +43,6 @@ def records_of(home: Path) -> list[dict]:
 def swarm(tmp_path):
     key = tmp_path / "swarm.toml"
     policy = ["--name", "e2e", "--min-runs", "2", "--min-authors", "2", "--budget-kind", "steps", "--budget", "2"]
-    assert arnode(tmp_path / "keymaker", "swarm", "new-key", "-o", str(key), *policy).returncode == 0
     cache = tmp_path / "cache"
     cache.mkdir()
     homes = {
@@ -51,6 +50,12 @@ def swarm(tmp_path):
         "verifier": make_home(tmp_path, "verifier", cache, "verify = 50.0\nexplore = 1.0\nnoise = 0.0"),
         "crashy": make_home(tmp_path, "crashy", cache),
     }
+    # the llm node founds the swarm and admits the others before anyone starts: the invites wait in its ledger
+    assert arnode(homes["llm"], "swarm", "new-key", "-o", str(key), *policy).returncode == 0
+    for name in ("verifier", "crashy"):
+        peer_id = arnode_json(homes[name], "init")["peer_id"]
+        invited = arnode(homes["llm"], "swarm", "invite", peer_id, "--swarm-key", str(key))
+        assert invited.returncode == 0, invited.stderr
     daemons: dict[str, Daemon] = {}
     with ScriptedLLMServer() as llm:
         llm.script(*(chat(json.dumps({"diff": d, "hypothesis": f"try {d}"})) for d in IDEAS))

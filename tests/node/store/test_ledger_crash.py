@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 
 import msgpack
+import pytest
 
 from node.store.ledger import Ledger
 from tests.node.store.test_ledger import POLICY, T0, person, result
+
+pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
 
 BATCH = 25
 KILLS = 20
@@ -23,7 +26,6 @@ from pathlib import Path
 from node.store.ledger import Ledger
 from tests.node.store.test_ledger import POLICY
 
-pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
 raws = msgpack.unpackb(Path(sys.argv[1]).read_bytes())
 ledger = Ledger.open(Path(sys.argv[2]), POLICY)
 for end in range(int(sys.argv[3]), len(raws) + 1, int(sys.argv[3])):
