@@ -27,7 +27,9 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # ends up on terminals and in prompts.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed")
+# Every way an experiment can end; the one list the trainer, the runner and the records share.
+# oom: the run did not fit the device's memory, a property of the config on that hardware.
+OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed", "oom")
 METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
 _METRIC_NAMES = frozenset(METRICS)
 
@@ -87,7 +89,7 @@ def _outcome(value: Any) -> str:
 
 def _ubpb(value: Any) -> int | None:
     if value is not None and (type(value) is not int or not 0 < value <= MAX_BPB_UBPB):
-        raise RecordError(f"val_bpb must be nil or an integer in (0, {MAX_BPB_UBPB}] micro-bpb")
+        raise RecordError(f"expected nil or an integer in (0, {MAX_BPB_UBPB}] micro-bpb")
     return value
 
 
@@ -123,6 +125,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "log": _hex64,
         "error": _text(300),
         "replicates": _record_id_or_none,
+        "test_bpb": _ubpb,  # the holdout split's score: shown to people, never read by the acceptance rule
     },
     "hypothesis": {
         "track": Track.from_wire,
@@ -131,6 +134,9 @@ BODIES: dict[str, dict[str, Any]] = {
         "rationale": _text(2000),
     },
 }
+# Fields added after the first release, with the value they have in a record that predates them:
+# an older record lacks them, keeps its bytes and ID, and reads as if it carried the default.
+LATER_FIELDS: dict[str, dict[str, Any]] = {"result": {"test_bpb": None}}
 
 
 def check_body(kind: str, body: Any) -> dict[str, Any]:
@@ -145,6 +151,7 @@ def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
     schema = BODIES[kind]
     if not isinstance(body, Mapping):
         raise RecordError("body must be a map")
+    body = {**LATER_FIELDS.get(kind, {}), **body}
     if body.keys() != schema.keys():
         _raise_field_mismatch(kind, body, schema)
     checked = {}
@@ -155,13 +162,15 @@ def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track]:
             raise RecordError(f"{name}: {err}") from None
     if kind == "result" and (body["outcome"] == "ok") != (body["val_bpb"] is not None):
         raise RecordError("val_bpb is set exactly when the outcome is ok")
-    return dict(body), checked["track"]
+    if kind == "result" and body["outcome"] != "ok" and body["test_bpb"] is not None:
+        raise RecordError("test_bpb is nil unless the outcome is ok")
+    return body, checked["track"]
 
 
 def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[str, Any]) -> NoReturn:
     unknown = sorted(body.keys() - schema.keys(), key=str)
     if unknown:
-        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}")
+        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}: from a newer arnode? upgrade this node")
     missing = [name for name in schema if name not in body]
     raise RecordError(f"a {kind} lacks {missing[0]}")
 
