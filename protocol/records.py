@@ -21,6 +21,7 @@ from protocol.track import Track
 MAX_RECORD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_BPB_UBPB = 100_000_000  # 100 bits per byte: anything above is not a language model
+ERROR_CHARS = 300  # the one line a result carries about a failure
 _SIGNING_TAG = b"arnode/record/1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # C0 controls other than tab and newline, DEL, C1 controls, bidi overrides: text from peers
@@ -123,7 +124,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "proposer": _text(64),
         "code": _hex64,
         "log": _hex64,
-        "error": _text(300),
+        "error": _text(ERROR_CHARS),
         "replicates": _record_id_or_none,
         "test_bpb": _ubpb,  # the holdout split's score: shown to people, never read by the acceptance rule
     },
