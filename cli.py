@@ -149,6 +149,7 @@ def start(args: argparse.Namespace, home: Home) -> int:
     device = args.device or settings.device
     if device == "cuda" and resolve_device("auto") != "cuda":
         raise NodeError("--device cuda was asked for but no NVIDIA GPU is visible; use --device cpu or auto")
+    device = resolve_device(device)  # once, here: the track, the workers and every trainer get the same device
     bootstrap: list[str] = []
     for path in bootstrap_sources(args.bootstrap, settings, home):
         addrs, warnings = parse_bootstrap_file(path)
@@ -372,14 +373,15 @@ def train(args: argparse.Namespace, home: Home) -> int:
         diff = json.loads(args.diff) if args.diff else {}
     except json.JSONDecodeError as err:
         raise NodeError(f"--diff is not JSON: {err}") from None
-    config = apply(default_config_for(args.device), diff, strict=False)
+    device = resolve_device(args.device)
+    config = apply(default_config_for(device), diff, strict=False)
     budgets = {"tokens": args.budget_tokens, "steps": args.max_steps, "seconds": args.budget_seconds}
     budget_kind, budget = next(((kind, n) for kind, n in budgets.items() if n is not None), ("seconds", 300))
     home.ensure()
     with tempfile.TemporaryDirectory(prefix="arnode-train-") as scratch:
         try:
-            track = track_for(args.device, args.dataset, budget_kind, budget)
-            spec = build_spec(config, track, args.device, home.data_cache, home.cache_dir)
+            track = track_for(device, args.dataset, budget_kind, budget)
+            spec = build_spec(config, track, device, home.data_cache, home.cache_dir)
         except SpecError as err:
             raise NodeError(str(err)) from None
         spec_file, result_file = Path(scratch) / "spec.json", Path(scratch) / "result.json"
