@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from protocol.records import ERROR_CHARS
+from protocol.metrics import ERROR_CHARS
 from trainer.result import ResultError, TrainResult
 
 log = logging.getLogger("arnode.runner")

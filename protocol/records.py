@@ -16,22 +16,17 @@ from protocol import envelope
 from protocol.config import KNOB, check_diff
 from protocol.errors import ProtocolError, RecordError
 from protocol.identity import Identity
+from protocol.metrics import ERROR_CHARS, MAX_BPB_UBPB, METRICS, OUTCOMES
 from protocol.track import Track
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
-MAX_BPB_UBPB = 100_000_000  # 100 bits per byte: anything above is not a language model
-ERROR_CHARS = 300  # the one line a result carries about a failure
 _SIGNING_TAG = b"arnode/record/1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # C0 controls other than tab and newline, DEL, C1 controls, bidi overrides: text from peers
 # ends up on terminals and in prompts.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-# Every way an experiment can end; the one list the trainer, the runner and the records share.
-# oom: the run did not fit the device's memory, a property of the config on that hardware.
-OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed", "oom")
-METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
 _METRIC_NAMES = frozenset(METRICS)
 
 

@@ -4,7 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from protocol.records import ERROR_CHARS
+from protocol.metrics import ERROR_CHARS
 from trainer.atomic import atomic_write
 from trainer.result import TrainResult
 

@@ -10,8 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from protocol.acceptance import UBPB
-from protocol.records import METRICS, OUTCOMES
+from protocol.metrics import METRICS, OUTCOMES, UBPB
 
 # How the trainer itself can end a run; the node adds 'timeout' and 'killed' from outside.
 TRAINER_OUTCOMES = ("ok", "crash", "diverged", "oom")

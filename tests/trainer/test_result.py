@@ -1,10 +1,12 @@
 """The trainer's result schema: the one contract between RESULT.json and a signed record."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
-from protocol.records import METRICS, OUTCOMES
+from protocol.metrics import METRICS, OUTCOMES
 from trainer.result import TRAINER_OUTCOMES, ResultError, TrainResult
 
 
@@ -52,3 +54,12 @@ def test_a_mistyped_or_inconsistent_field_is_refused(field, value, reason):
 
 def test_the_trainer_ends_runs_only_in_outcomes_records_know():
     assert set(TRAINER_OUTCOMES) < set(OUTCOMES) and "oom" in TRAINER_OUTCOMES
+
+
+def test_the_trainer_imports_nothing_a_bare_gpu_box_lacks():
+    # the signing code's cryptography, the network stack and the LLM client stay on the node's side
+    probe = "import sys, trainer.__main__, trainer.train; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert not loaded & {"cryptography", "nacl", "libp2p", "trio", "openai", "rich"}
