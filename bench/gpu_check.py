@@ -65,8 +65,11 @@ def run_cuda_tests() -> str:
     return ("ok: " if done.returncode == 0 else "FAILED: ") + summary.strip("= ")
 
 
-def run_profile(device: str, seconds: int, cache: Path) -> tuple[dict, float]:
-    """The device's default config trained for ``seconds`` in a trainer subprocess; (result, wall seconds)."""
+def run_profile(device: str, seconds: int, cache: Path) -> tuple[dict, float, str]:
+    """The device's default config trained for ``seconds`` in a trainer subprocess.
+
+    Returns the result, the wall seconds, and the hardware class the node would name its track by.
+    """
     from trainer.spec import build_spec, default_config_for, track_for
 
     track = track_for(device, "shakespeare", "seconds", seconds)
@@ -81,17 +84,19 @@ def run_profile(device: str, seconds: int, cache: Path) -> tuple[dict, float]:
         if not out.exists():
             tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
             raise SystemExit(f"gpu_check: the trainer wrote no result (exit {done.returncode}): {tail[0]}")
-        return json.loads(out.read_text()), wall
+        return json.loads(out.read_text()), wall, track.hardware
 
 
-def report(result: dict, wall: float) -> list[str]:
+def report(result: dict, wall: float, track_hardware: str) -> list[str]:
     """The figures, one per line, and whether each target is met."""
     mfu = result["mfu_ppm"] / 1e6 if result["mfu_ppm"] is not None else None
     overhead = (result["startup_ms"] + result["compile_ms"] + result["eval_ms"]) / 1000
     memory = f"{result['peak_mem_mb'] / 1024:.1f} GB" if result["peak_mem_mb"] is not None else "unknown"
     score = "{:.6f}".format
+    agreement = "the trainer measured the same" if result["hardware"] == track_hardware else "MISMATCH: not signable"
     lines = [
         f"device              {result['device']} ({result['hardware']}), torch {result['torch']}",
+        f"track hardware      {track_hardware}: {agreement}",
         f"outcome             {result['outcome']}{': ' + result['error'] if result['error'] else ''}",
         f"val_bpb             {score(result['val_bpb']) if result['val_bpb'] is not None else 'none'}",
         f"test_bpb            {score(result['test_bpb']) if result['test_bpb'] is not None else 'none'}",
@@ -134,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"cuda tests          {run_cuda_tests() if args.device == 'cuda' else 'skipped on cpu'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="gpu-check-cache-") as scratch:
-        result, wall = run_profile(args.device, args.seconds, args.cache_dir or Path(scratch))
-    for line in report(result, wall):
+        result, wall, track_hardware = run_profile(args.device, args.seconds, args.cache_dir or Path(scratch))
+    for line in report(result, wall, track_hardware):
         print(line)
     print(f"gpu_check took      {time.perf_counter() - started:.0f} s")
     return 0 if result["outcome"] == "ok" else 1
