@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(900)  # about a minute on two idle cores; far longer on a shared machine
 def test_the_cpu_form_trains_the_default_profile_and_prints_every_figure(cache_dir):
     command = [
         sys.executable,
