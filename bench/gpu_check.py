@@ -100,7 +100,7 @@ def report(result: dict, wall: float, track_hardware: str) -> list[str]:
         f"outcome             {result['outcome']}{': ' + result['error'] if result['error'] else ''}",
         f"val_bpb             {score(result['val_bpb']) if result['val_bpb'] is not None else 'none'}",
         f"test_bpb            {score(result['test_bpb']) if result['test_bpb'] is not None else 'none'}",
-        f"steps               {result['steps']} ({result['tokens'] / 1e6:.1f}M tokens)",
+        f"steps               {result['steps']} ({result['tokens'] / 1e6:.2f}M tokens)",
         f"tokens/s            {result['tokens_per_s']:,}",
         f"mfu                 {f'{100 * mfu:.1f}%' if mfu is not None else 'unknown (peak of this device not known)'}",
         f"peak memory         {memory} (device batch {result['device_batch_size']} rows)",
