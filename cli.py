@@ -196,6 +196,7 @@ def start(args: argparse.Namespace, home: Home) -> int:
     device = args.device or settings.device
     if device == "cuda" and resolve_device("auto") != "cuda":
         raise NodeError("--device cuda was asked for but no NVIDIA GPU is visible; use --device cpu or auto")
+    device = resolve_device(device)  # once, here: the track, the workers and every trainer get the same device
     bootstrap: list[str] = []
     for path in bootstrap_sources(args.bootstrap, settings, home):
         addrs, warnings = parse_bootstrap_file(path)
@@ -281,13 +282,15 @@ def results(args: argparse.Namespace, home: Home) -> int:
         if args.all:
             records = [r for r in ledger.records() if r.track and (args.track is None or r.track.key == args.track)]
             rows = [report.record_row(r) for r in records]
-            return _print_rows(
-                args, rows, ("ts_ms", "id", "kind", "outcome", "val_bpb", "config_hash", "author", "hypothesis")
-            )
+            columns = ("ts_ms", "id", "kind", "outcome", "val_bpb", "test_bpb", "config_hash", "author", "hypothesis")
+            return _print_rows(args, rows, columns)
         rows = []
         for key, view in _views(ledger, args.track).items():
-            rows += [{"track": key, **row} for row in report.leaderboard_rows(view, ledger.resolve_config, args.limit)]
-        return _print_rows(args, rows, ("rank", "config_hash", "val_bpb", "runs", "authors", "verified", "diff"))
+            holdout = report.holdout_scores(ledger, key, (s.config for s in view.leaderboard[: args.limit]))
+            board = report.leaderboard_rows(view, ledger.resolve_config, args.limit, holdout)
+            rows += [{"track": key, **row} for row in board]
+        columns = ("rank", "config_hash", "val_bpb", "test_bpb", "runs", "authors", "verified", "diff")
+        return _print_rows(args, rows, columns)
     finally:
         ledger.close()
 
@@ -335,7 +338,11 @@ def _cell(value: object, full: bool = False) -> str:
 def best(args: argparse.Namespace, home: Home) -> int:
     ledger = _open_ledger(args, home)
     try:
-        summaries = [report.best_summary(v, ledger.resolve_config) for v in _views(ledger, args.track).values()]
+        summaries = []
+        for key, view in _views(ledger, args.track).items():
+            configs = [s.config for s in view.leaderboard if s.is_default or s is view.best]
+            holdout = report.holdout_scores(ledger, key, configs)
+            summaries.append(report.best_summary(view, ledger.resolve_config, holdout))
     finally:
         ledger.close()
     summaries = [s for s in summaries if s]
@@ -349,9 +356,21 @@ def best(args: argparse.Namespace, home: Home) -> int:
             f"track {s['track']}: best {s['config_hash'][:10]} val_bpb {s['val_bpb']:.6f} "
             f"({s['runs']} runs, {s['authors']} authors, sigma {s['sigma']:.6f}): {s['changes']}"
         )
+        print(f"  {_holdout_line(s)}")
         for name, value in s["config"].items():
             print(f"  {name:<20}{value}")
     return 0
+
+
+def _holdout_line(summary: dict) -> str:
+    """The val-vs-holdout gap of the best config against the default's, in words."""
+    if summary["holdout_gap"] is None:
+        return "holdout: not measured for the best config yet (its runs predate the holdout split)"
+    line = f"holdout test_bpb {summary['test_bpb']:.6f}, gap to val {summary['holdout_gap']:+.6f}"
+    if summary["gap_growth"] is None:
+        return line + "; the default's gap is not measured yet"
+    verdict = "the swarm may be fitting the validation split" if summary["gap_growth"] > summary["sigma"] else "fine"
+    return line + f" vs the default's {summary['default_holdout_gap']:+.6f} ({verdict})"
 
 
 @command("export")
@@ -422,14 +441,15 @@ def train(args: argparse.Namespace, home: Home) -> int:
         diff = json.loads(args.diff) if args.diff else {}
     except json.JSONDecodeError as err:
         raise NodeError(f"--diff is not JSON: {err}") from None
-    config = apply(default_config_for(args.device), diff, strict=False)
+    device = resolve_device(args.device)
+    config = apply(default_config_for(device), diff, strict=False)
     budgets = {"tokens": args.budget_tokens, "steps": args.max_steps, "seconds": args.budget_seconds}
     budget_kind, budget = next(((kind, n) for kind, n in budgets.items() if n is not None), ("seconds", 300))
     home.ensure()
     with tempfile.TemporaryDirectory(prefix="arnode-train-") as scratch:
         try:
-            track = track_for(args.device, args.dataset, budget_kind, budget)
-            spec = build_spec(config, track, args.device, home.data_cache, home.cache_dir)
+            track = track_for(device, args.dataset, budget_kind, budget)
+            spec = build_spec(config, track, device, home.data_cache, home.cache_dir)
         except SpecError as err:
             raise NodeError(str(err)) from None
         spec_file, result_file = Path(scratch) / "spec.json", Path(scratch) / "result.json"

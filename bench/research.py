@@ -83,7 +83,7 @@ async def val_bpb(config: dict, tokens: int, root: Path) -> float:
     spec = build_spec(config, track, "cpu", root / "data", root / "cache")
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # a fresh directory: no stale result to read
     outcome = await TrainerRun(spec, run_dir, timeout_s=900).run()
-    return outcome.result["val_bpb"] if outcome.outcome == "ok" else float("inf")
+    return outcome.result.val_bpb if outcome.outcome == "ok" else float("inf")
 
 
 async def greedy_search(strategy: str, seed: int, experiments: int, tokens: int, root: Path) -> float:

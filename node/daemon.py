@@ -40,7 +40,7 @@ STOP_EXPERIMENTS_S = 30  # how long a deliberate stop waits for the workers to r
 class DaemonOptions:
     listen: str
     bootstrap: list[str]
-    device: str
+    device: str  # resolved once by the caller: cuda, mps or cpu, never auto
     workers: list[tuple[str, dict[str, str] | None]]  # (name, environment) per worker, e.g. one per GPU
     max_experiments: int | None
     llm_model: str | None = None  # overrides ARNODE_MODEL and the config

@@ -1,6 +1,11 @@
-"""What `arnode results`, `best`, `export` and `plot` show: rows derived from the ledger's views."""
+"""What `arnode results`, `best`, `export` and `plot` show: rows derived from the ledger's views.
+
+The holdout score (test_bpb) is shown here, to people, and nowhere else: the acceptance rule, the
+work chooser and the proposers never see it, so it stays an honest check on the validation split.
+"""
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +15,7 @@ from protocol.config import PROFILES, ROOTS, default_config, diff_between
 from protocol.errors import ProtocolError
 from protocol.records import Record
 
-TSV_HEADER = ("commit", "val_bpb", "memory_gb", "status", "description")
+TSV_HEADER = ("commit", "val_bpb", "memory_gb", "status", "description", "test_bpb")
 
 
 def record_row(record: Record) -> dict[str, Any]:
@@ -28,6 +33,7 @@ def record_row(record: Record) -> dict[str, Any]:
         "diff": body["diff"],
         "outcome": body["outcome"] if result else None,
         "val_bpb": bpb(body["val_bpb"]) if result else None,
+        "test_bpb": bpb(body["test_bpb"]) if result else None,
         "replicates": body["replicates"].hex() if result and body["replicates"] else None,
         "seed": body["seed"] if result else None,
         "proposer": body["proposer"] if result else None,
@@ -52,7 +58,26 @@ def diff_in_words(config: str, resolve) -> str:
     return ", ".join(f"{name} {base[name]}->{value}" for name, value in changes.items()) or "default"
 
 
-def leaderboard_rows(view: TrackView, resolve, limit: int | None) -> list[dict[str, Any]]:
+def holdout_scores(ledger, track_key: str, configs: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """Per config, (mean val_bpb, mean test_bpb) over the same ok runs: those that measured the holdout.
+
+    Configs whose runs all predate the holdout are absent. ``ledger`` is a node.ledger.Ledger.
+    """
+    wanted = set(configs)
+    ids = [run.id for run in ledger.runs(track_key) if run.config in wanted and run.outcome == "ok"]
+    pairs: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for record in ledger.records_by_id(ids):
+        if record.body["test_bpb"] is not None:
+            pairs[record.body["config"]].append((record.body["val_bpb"], record.body["test_bpb"]))
+    return {
+        config: (bpb(sum(v for v, _ in runs)) / len(runs), bpb(sum(t for _, t in runs)) / len(runs))
+        for config, runs in pairs.items()
+    }
+
+
+def leaderboard_rows(
+    view: TrackView, resolve, limit: int | None, holdout: Mapping[str, tuple[float, float]]
+) -> list[dict[str, Any]]:
     rows = []
     for rank, stats in enumerate(view.leaderboard[:limit], start=1):
         rows.append(
@@ -60,6 +85,7 @@ def leaderboard_rows(view: TrackView, resolve, limit: int | None) -> list[dict[s
                 "rank": rank,
                 "config_hash": stats.config,
                 "val_bpb": stats.evidence_mean,
+                "test_bpb": holdout[stats.config][1] if stats.config in holdout else None,
                 "mean_all_runs": stats.mean,
                 "runs": stats.runs,
                 "failures": stats.failures,
@@ -75,10 +101,17 @@ def leaderboard_rows(view: TrackView, resolve, limit: int | None) -> list[dict[s
     return rows
 
 
-def best_summary(view: TrackView, resolve) -> dict[str, Any] | None:
+def best_summary(view: TrackView, resolve, holdout: Mapping[str, tuple[float, float]]) -> dict[str, Any] | None:
+    """The best config and its evidence, with its val-vs-holdout gap beside the default's.
+
+    A gap that grows from the default's to the best's says the swarm is fitting the validation split.
+    """
     best: ConfigStats | None = view.best
     if best is None:
         return None
+    default = next((s.config for s in view.leaderboard if s.is_default), None)
+    gap = _gap(holdout.get(best.config))
+    default_gap = _gap(holdout.get(default))
     return {
         "track": view.track.key,
         "config_hash": best.config,
@@ -90,7 +123,15 @@ def best_summary(view: TrackView, resolve) -> dict[str, Any] | None:
         "sigma": view.sigma,
         "sigma_df": view.sigma_df,
         "changes": diff_in_words(best.config, resolve),
+        "test_bpb": holdout[best.config][1] if best.config in holdout else None,
+        "holdout_gap": gap,  # test_bpb - val_bpb over the same runs
+        "default_holdout_gap": default_gap,
+        "gap_growth": gap - default_gap if gap is not None and default_gap is not None else None,
     }
+
+
+def _gap(scores: tuple[float, float] | None) -> float | None:
+    return scores[1] - scores[0] if scores else None
 
 
 def export_rows(records: Iterable[Record], views: Mapping[str, TrackView]) -> list[tuple[str, ...]]:
@@ -107,7 +148,8 @@ def export_rows(records: Iterable[Record], views: Mapping[str, TrackView]) -> li
         memory = body["metrics"]["peak_mem_mb"]
         memory_gb = f"{memory / 1024:.1f}" if memory is not None else "0.0"
         description = " ".join((body["hypothesis"] or body["error"] or body["outcome"]).split())
-        rows.append((record.hex_id[:12], score, memory_gb, status, description))
+        test = f"{bpb(body['test_bpb']):.6f}" if body["test_bpb"] is not None else "0.000000"
+        rows.append((record.hex_id[:12], score, memory_gb, status, description, test))
     return rows
 
 

@@ -30,13 +30,13 @@ from typing import Any
 
 from protocol.config import ROOTS, Config, apply, config_hash, default_config
 from protocol.errors import ProtocolError
+from protocol.metrics import UBPB
 from protocol.policy import Policy
 from protocol.records import Record
 from protocol.track import Track
 
 K_CANDIDATE = 0.5  # standard errors a candidate must lead the best by: lenient, replication is cheap
 K_ACCEPT = 2.1  # standard errors replication evidence must lead the parent by: strict
-UBPB = 1_000_000  # micro-bits per byte in one bit per byte
 
 
 def bpb(ubpb: int | None) -> float | None:

@@ -2,6 +2,12 @@
 
 Peers only ever exchange diffs against this table, so validating a diff here is what stands
 between a stranger's record and our trainer.
+
+The table grows without renaming configs: a knob added after the first release carries a
+``neutral`` value, the one that reproduces the trainer from before the knob existed, and enters a
+config's identity (its hash) only when set to anything else. Every config named before the knob
+was added keeps its hash, so swarms never split over a new knob. A neutral value is frozen once
+published; a record naming a knob this node does not know is refused as coming from a newer arnode.
 """
 
 import math
@@ -34,6 +40,11 @@ class Knob:
     multiple_of: int = 1
     hashed: bool = True  # False: a per-run setting (the seed), not part of the config's identity
     doc: str = ""
+    neutral: Value | None = None  # knobs added later: the frozen value that leaves the hash as it was
+
+    def in_identity(self, value: Value) -> bool:
+        """Whether ``value`` of this knob is part of a config's hash."""
+        return self.hashed and (self.neutral is None or value != self.neutral)
 
     def check(self, value: Any, strict: bool = True) -> Value:
         """Return ``value`` as this knob's type, or raise ConfigError saying why not."""
@@ -60,6 +71,11 @@ class Knob:
         if not strict and self.kind is int and type(value) is float and value.is_integer():
             return int(value)
         raise ConfigError(f"{self.name}: expected {self.kind.__name__}, got {type(value).__name__}")
+
+
+def _later(name: str, kind: type, default: Value, **fields: Any) -> Knob:
+    """A knob added after the first release: both profiles default to its frozen neutral value."""
+    return Knob(name, kind, default, default, neutral=default, **fields)
 
 
 KNOBS: tuple[Knob, ...] = (
@@ -121,6 +137,50 @@ KNOBS: tuple[Knob, ...] = (
         hashed=False,
         doc="random seed; a re-run with another seed is the same config",
     ),
+    # --- added after the first release: each neutral value is the trainer from before it existed ---
+    # residual stream and attention
+    _later("resid_lambdas", bool, True, doc="learnable per-layer weight on the residual stream; false: fixed at 1"),
+    _later("x0_lambdas", bool, True, doc="mix the embedded input into every layer by a learnable weight; false: no"),
+    _later("ve_gate", bool, True, doc="each kv head gates its value embedding by a learned sigmoid; false: ungated"),
+    _later("ve_init", str, "normal", choices=("normal", "uniform", "zeros"), doc="value-embedding init distribution"),
+    _later(
+        "ve_init_scale", float, 1.0, lo=0.0, hi=10.0, doc="value-embedding init std as a multiple of embed_init_std"
+    ),
+    _later("attn_scale", float, 1.0, lo=0.125, hi=8.0, doc="multiplier on attention's 1/sqrt(head_dim) logit scale"),
+    _later("rope_base", float, 10000.0, lo=100.0, hi=1e7, doc="rotary embedding base; larger reaches further"),
+    _later("tie_embeddings", bool, False, doc="output head shares the token embedding (hurt badly in autoresearch)"),
+    # loss
+    _later("z_loss", float, 0.0, lo=0.0, hi=0.1, doc="weight of the squared log-partition penalty on training logits"),
+    _later(
+        "label_smoothing", float, 0.0, lo=0.0, hi=0.5, doc="label smoothing of the training loss; eval is unsmoothed"
+    ),
+    # batch, optimiser, schedule
+    _later(
+        "batch_ramp_ratio",
+        float,
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="fraction of the budget over which tokens per step ramp from one micro-batch to total_batch_tokens",
+    ),
+    _later("muon_ns_steps", int, 5, lo=1, hi=12, doc="Newton-Schulz iterations orthogonalising each Muon update"),
+    _later("muon_nesterov", bool, True, doc="Nesterov momentum in Muon; false: plain momentum"),
+    _later("warmdown_shape", str, "linear", choices=("linear", "cosine", "sqrt"), doc="shape of the LR warmdown"),
+    # data
+    _later(
+        "doc_order",
+        str,
+        "shuffled",
+        choices=("shuffled", "short_to_long"),
+        doc="training documents: shuffled (by seed; climbmix shards come shuffled) or a short-to-long curriculum",
+    ),
+    _later(
+        "packing",
+        str,
+        "best_fit",
+        choices=("best_fit", "concat"),
+        doc="rows: best_fit starts each at a document (crops, no padding); concat runs documents across rows",
+    ),
 )
 
 KNOB = {knob.name: knob for knob in KNOBS}
@@ -143,7 +203,8 @@ def check_diff(diff: Any, strict: bool = True) -> Config:
     checked = {}
     for name, value in diff.items():
         if name not in KNOB:
-            raise ConfigError(f"unknown knob {name!r:.40}")  # peers choose the name: keep it short
+            # peers choose the name: keep it short
+            raise ConfigError(f"unknown knob {name!r:.40}: from a newer arnode? upgrade this node to use it")
         checked[name] = KNOB[name].check(value, strict)
     return checked
 
@@ -190,8 +251,9 @@ def model_shape(config: Mapping[str, Value]) -> ModelShape:
 
 
 def config_hash(config: Mapping[str, Value]) -> str:
-    """Hex SHA-256 naming a full config; per-run knobs such as the seed are left out."""
-    return digest(b"arnode/config/1\n", {name: config[name] for name in KNOB if KNOB[name].hashed})
+    """Hex SHA-256 naming a full config: per-run knobs such as the seed, and later knobs at their
+    neutral value, are left out, so adding a knob renames no config."""
+    return digest(b"arnode/config/1\n", {name: config[name] for name in KNOB if KNOB[name].in_identity(config[name])})
 
 
 ROOTS: dict[str, str] = {config_hash(default_config(profile)): profile for profile in PROFILES}

@@ -16,19 +16,17 @@ from protocol import envelope
 from protocol.config import KNOB, check_diff
 from protocol.errors import ProtocolError, RecordError
 from protocol.identity import Identity, public_from_peer_id
+from protocol.metrics import ERROR_CHARS, MAX_BPB_UBPB, METRICS, OUTCOMES
 from protocol.track import Track
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
-MAX_BPB_UBPB = 100_000_000  # 100 bits per byte: anything above is not a language model
 _SIGNING_TAG = b"arnode/record/1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # C0 controls other than tab and newline, DEL, C1 controls, bidi overrides: text from peers
 # ends up on terminals and in prompts.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
-OUTCOMES = ("ok", "crash", "timeout", "diverged", "killed")
-METRICS = ("steps", "tokens", "train_ms", "total_ms", "tokens_per_s", "mfu_ppm", "peak_mem_mb", "params")
 _METRIC_NAMES = frozenset(METRICS)
 
 
@@ -101,7 +99,7 @@ def _outcome(value: Any) -> str:
 
 def _ubpb(value: Any) -> int | None:
     if value is not None and (type(value) is not int or not 0 < value <= MAX_BPB_UBPB):
-        raise RecordError(f"val_bpb must be nil or an integer in (0, {MAX_BPB_UBPB}] micro-bpb")
+        raise RecordError(f"expected nil or an integer in (0, {MAX_BPB_UBPB}] micro-bpb")
     return value
 
 
@@ -122,7 +120,6 @@ def _diff(value: Any) -> dict[str, Any]:
 
 
 MAX_HYPOTHESIS_CHARS = 1000  # why a result was run, as its proposer put it
-MAX_ERROR_CHARS = 300  # the last line of a failed run
 
 BODIES: dict[str, dict[str, Any]] = {
     "result": {
@@ -138,8 +135,9 @@ BODIES: dict[str, dict[str, Any]] = {
         "proposer": _text(64),
         "code": _hex64,
         "log": _hex64,
-        "error": _text(MAX_ERROR_CHARS),
+        "error": _text(ERROR_CHARS),
         "replicates": _record_id_or_none,
+        "test_bpb": _ubpb,  # the holdout split's score: shown to people, never read by the acceptance rule
     },
     "hypothesis": {
         "track": Track.from_wire,
@@ -152,6 +150,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "revocation": {"member": _peer_id, "reason": _text(200)},
 }
 ROSTER_KINDS = frozenset({"membership", "revocation"})
+# Fields added after the first release, with the value they have in a record that predates them:
+# an older record lacks them, keeps its bytes and ID, and reads as if it carried the default.
+LATER_FIELDS: dict[str, dict[str, Any]] = {"result": {"test_bpb": None}}
 
 
 def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track | None]:
@@ -164,6 +165,7 @@ def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track | None]:
     schema = BODIES[kind]
     if not isinstance(body, Mapping):
         raise RecordError("body must be a map")
+    body = {**LATER_FIELDS.get(kind, {}), **body}
     if body.keys() != schema.keys():
         _raise_field_mismatch(kind, body, schema)
     checked = {}
@@ -174,13 +176,15 @@ def _checked_body(kind: str, body: Any) -> tuple[dict[str, Any], Track | None]:
             raise RecordError(f"{name}: {err}") from None
     if kind == "result" and (body["outcome"] == "ok") != (body["val_bpb"] is not None):
         raise RecordError("val_bpb is set exactly when the outcome is ok")
-    return dict(body), checked.get("track")
+    if kind == "result" and body["outcome"] != "ok" and body["test_bpb"] is not None:
+        raise RecordError("test_bpb is nil unless the outcome is ok")
+    return body, checked.get("track")
 
 
 def _raise_field_mismatch(kind: str, body: Mapping[str, Any], schema: Mapping[str, Any]) -> NoReturn:
     unknown = sorted(body.keys() - schema.keys(), key=str)
     if unknown:
-        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}")
+        raise RecordError(f"unknown field {str(unknown[0])[:40]!r} in a {kind}: from a newer arnode? upgrade this node")
     missing = [name for name in schema if name not in body]
     raise RecordError(f"a {kind} lacks {missing[0]}")
 

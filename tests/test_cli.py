@@ -67,8 +67,9 @@ def test_results_show_both_runs_in_every_format(solo):
             "proposer",
         } <= set(record)
         assert isinstance(record["val_bpb"], float) and record["replicates"] is None
+        assert isinstance(record["test_bpb"], float) and record["test_bpb"] != record["val_bpb"]
     board = arnode_json(home, "results")
-    assert board[0]["runs"] == 2 and board[0]["diff"] == "default"
+    assert board[0]["runs"] == 2 and board[0]["diff"] == "default" and board[0]["test_bpb"] > 0
     text = arnode(home, "results")
     assert text.returncode == 0 and board[0]["config_hash"][:10] in text.stdout
     tsv = arnode(home, "results", "--tsv").stdout.splitlines()
@@ -79,7 +80,8 @@ def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tm
     home, _, _ = solo
     assert arnode_json(home, "best") == []  # the solo policy wants 4 runs before anything is verified
     rows = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))
-    assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description"]
+    assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description", "test_bpb"]
+    assert all(float(row[5]) > 0 for row in rows[1:])  # every run also scored the holdout
     assert len(rows) == 3 and {row[3] for row in rows[1:]} == {"discard"}
     png = tmp_path / "progress.png"
     done = arnode(home, "plot", "-o", str(png))

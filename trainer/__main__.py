@@ -1,7 +1,8 @@
 """``python -m trainer --spec SPEC.json --out RESULT.json``: run one experiment, write one result.
 
 Exit codes: 0 when RESULT.json was written (whatever the outcome), 2 for an invalid spec (one
-line on stderr), 1 otherwise. RESULT.json appears atomically, at the very end, or not at all.
+line on stderr), 1 otherwise. RESULT.json appears atomically, at the very end, or not at all; its
+schema is trainer.result.TrainResult.
 """
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.report import code_hash, one_line, summary, write_result
+from trainer.result import TrainResult
 from trainer.spec import Spec, SpecError, check_spec
 
 
@@ -27,31 +29,36 @@ def load_spec(path: str) -> Spec:
     return check_spec(raw)
 
 
-def build_result(spec: Spec, stats: Any, outcome: str, error: str, total_seconds: float) -> dict[str, Any]:
+def build_result(spec: Spec, stats: Any, outcome: str, error: str, started: float) -> TrainResult:
     import torch
 
     device = stats.device
     mfu = stats.mfu
-    bpb = stats.val_bpb if outcome == "ok" else None
-    return {
-        "outcome": outcome,
-        "error": error,
-        "val_bpb": bpb,
-        "val_bpb_ubpb": round(bpb * 1e6) if bpb is not None else None,
-        "steps": stats.steps,
-        "tokens": stats.tokens,
-        "train_ms": round(stats.train_seconds * 1000),
-        "total_ms": round(total_seconds * 1000),
-        "tokens_per_s": round(stats.tokens_per_s),
-        "mfu_ppm": round(mfu * 1e6) if mfu is not None else None,
-        "peak_mem_mb": device.peak_memory_mb() if device else None,
-        "params": stats.params,
-        "depth": spec.config["depth"],
-        "device": device.kind if device else spec.device,
-        "hardware": device.hardware if device else None,
-        "torch": torch.__version__,
-        "code": code_hash(),
-    }
+    ok = outcome == "ok"
+    loop_started = stats.loop_started if stats.loop_started is not None else time.perf_counter()
+    return TrainResult(
+        outcome=outcome,
+        error=error,
+        val_bpb=stats.val_bpb if ok else None,
+        test_bpb=stats.test_bpb if ok else None,
+        steps=stats.steps,
+        tokens=stats.tokens,
+        train_ms=round(stats.train_seconds * 1000),
+        total_ms=round((time.perf_counter() - started) * 1000),
+        tokens_per_s=round(stats.tokens_per_s),
+        mfu_ppm=round(mfu * 1e6) if mfu is not None else None,
+        peak_mem_mb=device.peak_memory_mb() if device else None,
+        params=stats.params,
+        startup_ms=round((loop_started - started) * 1000),
+        compile_ms=round(stats.compile_seconds * 1000),
+        eval_ms=round(stats.eval_seconds * 1000),
+        depth=spec.config["depth"],
+        device_batch_size=stats.device_batch_size or spec.config["device_batch_size"],
+        device=device.kind if device else spec.device,
+        hardware=device.hardware if device else None,
+        torch=torch.__version__,
+        code=code_hash(),
+    )
 
 
 def exit_with_parent(poll_s: float = 1.0) -> None:
@@ -79,16 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainer: invalid spec: {err}", file=sys.stderr)
         return 2
 
-    from trainer.train import Diverged, Stats, run  # torch is imported only for a valid spec
+    import torch  # only for a valid spec
+
+    from trainer.train import Diverged, DoesNotFit, Stats, run
 
     stats, outcome, error = Stats(), "ok", ""
     try:
         run(spec, stats, log=lambda line: print(line, flush=True))
     except Diverged as err:
         outcome, error = "diverged", one_line(str(err))
+    except (DoesNotFit, torch.OutOfMemoryError) as err:
+        outcome, error = "oom", one_line(err)
     except Exception as err:
         outcome, error = "crash", one_line(err)
-    result = build_result(spec, stats, outcome, error, time.perf_counter() - started)
+    result = build_result(spec, stats, outcome, error, started)
     print(summary(result), flush=True)
     write_result(Path(args.out), result)
     return 0

@@ -1,7 +1,10 @@
-"""Datasets as token streams: documents, their BPE tokens (cached), training rows and the eval rows.
+"""Datasets as token streams: documents, their BPE tokens (cached), training rows, the eval rows and
+the holdout rows.
 
 Every document is stored and streamed as a uint16 array that begins with BOS, so a document
-boundary is wherever BOS appears.
+boundary is wherever BOS appears. The validation split's documents serve twice: those the frozen
+eval packs into its rows are scored as val_bpb; of the rest, never trained on and never in the
+eval, the holdout packs its own rows, scored as test_bpb.
 """
 
 import io
@@ -74,6 +77,20 @@ def split_documents(tokens: np.ndarray, bos: int) -> list[np.ndarray]:
     return np.split(tokens, np.flatnonzero(tokens == bos)[1:])
 
 
+def in_order(documents: list[np.ndarray], doc_order: str, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """``documents`` shuffled by ``rng`` (None: as they are), then, for the curriculum, shortest first."""
+    order = rng.permutation(len(documents)) if rng is not None else range(len(documents))
+    if doc_order == "short_to_long":
+        order = sorted(order, key=lambda i: len(documents[i]))  # stable: equal lengths keep the shuffle
+    return (documents[i] for i in order)
+
+
+def epochs(documents: list[np.ndarray], seed: int, doc_order: str) -> Iterator[np.ndarray]:
+    """An endless stream of ``documents``, each epoch in a new order drawn from the seed."""
+    for epoch in count():
+        yield from in_order(documents, doc_order, np.random.default_rng([seed, epoch]))
+
+
 class Corpus:
     """One dataset with its tokenizer, its cached token arrays and its pinned validation split."""
 
@@ -115,13 +132,10 @@ class Corpus:
         path = climbmix.download(index, self.data_dir)
         return self._cached_tokens(f"shard_{index:05d}", climbmix.shard_texts(path))
 
-    def train_documents(self, seed: int) -> Iterator[np.ndarray]:
+    def train_documents(self, seed: int, doc_order: str) -> Iterator[np.ndarray]:
         """An endless stream of training documents; the seed orders the embedded corpus's epochs."""
         if self.name == "shakespeare":
-            documents = split_documents(self.split_tokens("train"), self.bos)
-            for epoch in count():
-                order = np.random.default_rng([seed, epoch]).permutation(len(documents))
-                yield from (documents[i] for i in order)
+            yield from epochs(split_documents(self.split_tokens("train"), self.bos), seed, doc_order)
         # climbmix shards are already shuffled: stream them in order, preparing the next one meanwhile
         with ThreadPoolExecutor(max_workers=1) as prefetch:
             shards = (index for _ in count() for index in climbmix.train_shards())
@@ -129,15 +143,26 @@ class Corpus:
             while True:
                 tokens = upcoming.result()
                 upcoming = prefetch.submit(self.split_tokens, str(next(shards)))
-                yield from split_documents(tokens, self.bos)
+                yield from in_order(split_documents(tokens, self.bos), doc_order, None)
 
     def eval_rows(self, split: EvalSplit) -> np.ndarray:
         """The frozen evaluation rows: validation documents in order, packed into seq_len + 1 tokens."""
-        n_rows = split.tokens // split.seq_len
+        return self.frozen_rows(split)[0]
+
+    def frozen_rows(self, split: EvalSplit) -> tuple[np.ndarray, np.ndarray]:
+        """The eval rows and the holdout rows, packed alike from disjoint validation documents."""
         documents = split_documents(self.split_tokens("val"), self.bos)
-        rows = [row for _, row in zip(range(n_rows), pack_rows(documents, split.seq_len + 1), strict=False)]
+        placed: set[int] = set()
+        val = self._rows(documents, split.seq_len, split.tokens, placed, "validation")
+        unscored = [doc for i, doc in enumerate(documents) if i not in placed]
+        return val, self._rows(unscored, split.seq_len, split.holdout_tokens, None, "holdout")
+
+    def _rows(self, documents: list, seq_len: int, tokens: int, placed: set[int] | None, name: str) -> np.ndarray:
+        n_rows = tokens // seq_len
+        packed = pack_rows(documents, seq_len + 1, placed=placed)
+        rows = [row for _, row in zip(range(n_rows), packed, strict=False)]
         if len(rows) < n_rows:
-            raise DataError(f"{self.name} validation split has {len(rows)} rows, the eval needs {n_rows}")
+            raise DataError(f"{self.name} {name} split has {len(rows)} rows, the eval needs {n_rows}")
         return np.stack(rows)
 
 

@@ -15,22 +15,40 @@ from protocol.track import hardware_class
 DEVICES = ("auto", "cuda", "cpu", "mps")
 
 # Dense bf16 tensor-core peaks in FLOP/s, from the vendors' data sheets; matched by substring of
-# the lowercased device name, first match wins, so the more specific names come first.
+# the lowercased device name, first match wins, so the more specific names come first. A GPU not
+# listed has no MFU ("unknown"): a guessed peak would be worse than none.
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    # NVIDIA data centre
     ("gh200", 989.5e12),
     ("h200", 989.5e12),
     ("h100 nvl", 835e12),
     ("h100 pcie", 756e12),
     ("h100", 989.5e12),
     ("h800", 989.5e12),
+    ("h20", 148e12),
     ("b200", 2250e12),
     ("a100", 312e12),
     ("a800", 312e12),
-    ("l40s", 362e12),
-    ("l4", 121e12),
+    ("a40", 149.7e12),
     ("a10g", 70e12),
+    ("a10", 125e12),
+    ("l40s", 362e12),
+    ("l40", 181e12),
+    ("l4", 121e12),
+    # NVIDIA workstation and consumer
+    ("rtx 6000 ada", 364.2e12),
+    ("rtx a6000", 154.8e12),
+    ("rtx 5090", 209.5e12),
     ("rtx 4090", 165.2e12),
+    ("rtx 4080", 97.5e12),
     ("rtx 3090", 71e12),
+    # AMD Instinct and Radeon (ROCm builds of torch name them through torch.cuda)
+    ("mi325x", 1307.4e12),
+    ("mi300x", 1307.4e12),
+    ("mi250x", 383e12),
+    ("mi250", 362.1e12),
+    ("mi210", 181e12),
+    ("7900 xtx", 122.8e12),
 )
 
 

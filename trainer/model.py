@@ -1,7 +1,8 @@
 """The GPT: rotary embeddings, RMSNorm, QK norm, value embeddings, sliding windows, logit softcap.
 
 Every block first re-mixes the residual stream with the embedded input (x = a_i x + b_i x0, both
-learned), then adds attention and an MLP, each reading an RMS-normed copy of the stream.
+learned unless the config fixes them), then adds attention and an MLP, each reading an RMS-normed
+copy of the stream. Training may add a z-loss and label smoothing; evaluation never does.
 """
 
 from collections.abc import Mapping
@@ -18,7 +19,6 @@ try:  # FlashAttention 3 (Hopper builds), when installed; SDPA otherwise
 except ImportError:
     fa3_attention = None
 
-ROTARY_BASE = 10_000
 GATE_CHANNELS = 32  # value-embedding gates read only the first channels of the stream
 
 
@@ -37,6 +37,16 @@ class GPTConfig:
     init_scale: float
     embed_init_std: float
     unembed_init_std: float
+    resid_lambdas: bool = True  # learnable residual weights; False: fixed at 1
+    x0_lambdas: bool = True  # learnable x0 mixing; False: none
+    ve_gate: bool = True
+    ve_init: str = "normal"  # normal, uniform (same std) or zeros
+    ve_init_scale: float = 1.0  # value-embedding std as a multiple of embed_init_std
+    attn_scale: float = 1.0  # multiplier on 1/sqrt(head_dim)
+    rope_base: float = 10_000.0
+    tie_embeddings: bool = False
+    z_loss: float = 0.0
+    label_smoothing: float = 0.0
 
     @property
     def head_dim(self) -> int:
@@ -68,6 +78,16 @@ def gpt_config(config: Mapping[str, Value], vocab_size: int) -> GPTConfig:
         init_scale=config["init_scale"],
         embed_init_std=config["embed_init_std"],
         unembed_init_std=config["unembed_init_std"],
+        resid_lambdas=config["resid_lambdas"],
+        x0_lambdas=config["x0_lambdas"],
+        ve_gate=config["ve_gate"],
+        ve_init=config["ve_init"],
+        ve_init_scale=config["ve_init_scale"],
+        attn_scale=config["attn_scale"],
+        rope_base=config["rope_base"],
+        tie_embeddings=config["tie_embeddings"],
+        z_loss=config["z_loss"],
+        label_smoothing=config["label_smoothing"],
     )
 
 
@@ -81,28 +101,29 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1).type_as(x)
 
 
-def rotary_tables(seq_len: int, head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = ROTARY_BASE ** -(torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+def rotary_tables(seq_len: int, head_dim: int, base: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = base ** -(torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
     return angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> torch.Tensor:
-    """Causal attention over the last ``window`` positions; (B, T, H, D) in and out."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, scale: float) -> torch.Tensor:
+    """Causal attention over the last ``window`` positions, logits times ``scale``; (B, T, H, D) in and out."""
     seq_len = q.size(1)
-    if fa3_attention is not None and q.is_cuda:  # FA3 computes in bf16 only
+    if fa3_attention is not None and q.is_cuda and torch.version.hip is None:  # FA3 computes in bf16 only
         q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
-        out = fa3_attention(q, k, v, causal=True, window_size=(window - 1 if window < seq_len else -1, 0))
+        window_size = (window - 1 if window < seq_len else -1, 0)
+        out = fa3_attention(q, k, v, softmax_scale=scale, causal=True, window_size=window_size)
         return out[0] if isinstance(out, tuple) else out
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     gqa = q.size(1) != k.size(1)
     if window >= seq_len:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
     else:
         position = torch.arange(seq_len, device=q.device)
         distance = position[:, None] - position[None, :]
         mask = (distance >= 0) & (distance < window)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     return out.transpose(1, 2)
 
 
@@ -115,20 +136,24 @@ class Attention(nn.Module):
         self.c_k = nn.Linear(config.model_dim, kv_dim, bias=False)
         self.c_v = nn.Linear(config.model_dim, kv_dim, bias=False)
         self.c_proj = nn.Linear(config.model_dim, config.model_dim, bias=False)
+        self.scale = config.attn_scale / config.head_dim**0.5
         gate_in = min(GATE_CHANNELS, config.model_dim)
-        self.ve_gate = nn.Linear(gate_in, config.n_kv_head, bias=False) if config.has_value_embed(layer) else None
+        gated = config.has_value_embed(layer) and config.ve_gate
+        self.ve_gate = nn.Linear(gate_in, config.n_kv_head, bias=False) if gated else None
 
     def forward(self, x: torch.Tensor, ve: torch.Tensor | None, rotary: tuple, window: int) -> torch.Tensor:
         batch, seq_len, _ = x.shape
         q = self.c_q(x).view(batch, seq_len, self.n_head, self.head_dim)
         k = self.c_k(x).view(batch, seq_len, self.n_kv_head, self.head_dim)
         v = self.c_v(x).view(batch, seq_len, self.n_kv_head, self.head_dim)
-        if ve is not None:
+        if ve is not None and self.ve_gate is not None:
             # each kv head decides how much of its token's value embedding to take, in (0, 2)
             gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate.in_features]))
             v = v + gate.unsqueeze(-1) * ve.view_as(v)
+        elif ve is not None:
+            v = v + ve.view_as(v)
         q, k = rotate(rms_norm(q), *rotary), rotate(rms_norm(k), *rotary)
-        y = attend(q, k, v, window)
+        y = attend(q, k, v, window, self.scale)
         return self.c_proj(y.reshape(batch, seq_len, -1))
 
 
@@ -180,17 +205,32 @@ class GPT(nn.Module):
         )
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.lm_head = nn.Linear(config.model_dim, config.vocab_size, bias=False)
-        self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
-        self.x0_lambdas = nn.Parameter(torch.full((config.n_layer,), 0.1))
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        # None when fixed: a residual weight of 1, no x0 mixing
+        self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer)) if config.resid_lambdas else None
+        self.x0_lambdas = nn.Parameter(torch.full((config.n_layer,), 0.1)) if config.x0_lambdas else None
+
+    @property
+    def scalars(self) -> list[nn.Parameter]:
+        """The learnable per-layer weights, those the config keeps."""
+        return [p for p in (self.resid_lambdas, self.x0_lambdas) if p is not None]
 
     @torch.no_grad()
     def init_weights(self) -> None:
         """Initialise every weight; called once, after seeding, on the training device."""
         config = self.config
         nn.init.normal_(self.wte.weight, std=config.embed_init_std)
+        ve_std = config.ve_init_scale * config.embed_init_std
         for embed in self.value_embeds.values():
-            nn.init.normal_(embed.weight, std=config.embed_init_std)
-        nn.init.normal_(self.lm_head.weight, std=config.unembed_init_std)
+            if config.ve_init == "normal":
+                nn.init.normal_(embed.weight, std=ve_std)
+            elif config.ve_init == "uniform":
+                nn.init.uniform_(embed.weight, -(3**0.5) * ve_std, 3**0.5 * ve_std)
+            else:
+                nn.init.zeros_(embed.weight)
+        if not config.tie_embeddings:  # a tied head keeps the embedding's init
+            nn.init.normal_(self.lm_head.weight, std=config.unembed_init_std)
         # uniform with the std of N(0, 1/fan_in), scaled; output projections start at zero so
         # every block begins as the identity
         bound = 3**0.5 * config.init_scale * config.model_dim**-0.5
@@ -201,29 +241,41 @@ class GPT(nn.Module):
             nn.init.zeros_(block.mlp.c_proj.weight)
             if block.attn.ve_gate is not None:
                 nn.init.zeros_(block.attn.ve_gate.weight)
-        self.resid_lambdas.fill_(1.0)
-        self.x0_lambdas.fill_(0.1)
+        if self.resid_lambdas is not None:
+            self.resid_lambdas.fill_(1.0)
+        if self.x0_lambdas is not None:
+            self.x0_lambdas.fill_(0.1)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy of ``targets`` given ``idx`` (B, T): the mean, or per token with reduction='none'."""
-        seq_len = idx.size(1)
-        rotary = rotary_tables(seq_len, self.config.head_dim, idx.device)
+        """Cross-entropy of ``targets`` given ``idx`` (B, T): the mean, or per token with reduction='none'.
+
+        In training mode the mean carries the config's label smoothing and z-loss; in eval mode never.
+        """
+        config = self.config
+        rotary = rotary_tables(idx.size(1), config.head_dim, config.rope_base, idx.device)
         x = x0 = rms_norm(self.wte(idx))
         for i, block in enumerate(self.blocks):
-            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            if self.resid_lambdas is not None:
+                x = self.resid_lambdas[i] * x
+            if self.x0_lambdas is not None:
+                x = x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             x = block(x, ve, rotary, self.config.windows[i])
         logits = self.lm_head(rms_norm(x)).float()
-        if self.config.logit_softcap > 0:
-            cap = self.config.logit_softcap
-            logits = cap * torch.tanh(logits / cap)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+        if config.logit_softcap > 0:
+            logits = config.logit_softcap * torch.tanh(logits / config.logit_softcap)
+        logits, targets = logits.view(-1, logits.size(-1)), targets.reshape(-1)
+        if not self.training or reduction != "mean":
+            return F.cross_entropy(logits, targets, reduction=reduction)
+        loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+        if config.z_loss > 0:  # keeps the log-partition near zero, so logits cannot drift upwards together
+            loss = loss + config.z_loss * torch.logsumexp(logits, dim=-1).square().mean()
+        return loss
 
     def flops_per_token(self, seq_len: int) -> int:
         """Matmul FLOPs of one training token (forward + backward): 6 per weight, plus attention scores."""
-        embeddings = self.wte.weight.numel() + sum(e.weight.numel() for e in self.value_embeds.values())
-        scalars = self.resid_lambdas.numel() + self.x0_lambdas.numel()
-        weights = sum(p.numel() for p in self.parameters()) - embeddings - scalars
+        # embeddings are lookups, not matmuls; a tied head still multiplies
+        weights = sum(p.numel() for p in self.blocks.parameters() if p.ndim == 2) + self.lm_head.weight.numel()
         head_width = self.config.n_head * self.config.head_dim
         attention = sum(12 * head_width * min(window, seq_len) for window in self.config.windows)
         return 6 * weights + attention

@@ -1,5 +1,6 @@
 """Muon for the transformer's matrices, AdamW for embeddings, output head and scalars, and the LR schedule."""
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -9,21 +10,20 @@ from trainer.model import GPT
 
 # Quintic Newton-Schulz coefficients that push singular values towards 1 in few iterations
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
-NS_STEPS = 5
 MOMENTUM_WARMUP_STEPS = 300
 MOMENTUM_START = 0.85
 ADAM_EPS = 1e-10
 
 
-def orthogonalize(g: torch.Tensor) -> torch.Tensor:
-    """The nearest semi-orthogonal matrix to each (..., m, n) ``g``, approximately, by Newton-Schulz."""
+def orthogonalize(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """The nearest semi-orthogonal matrix to each (..., m, n) ``g``, approximately, by ``steps`` of Newton-Schulz."""
     a, b, c = NS_COEFFS
     x = g.bfloat16() if g.is_cuda else g.float()  # bf16 is fast and good enough on GPUs
     tall = x.size(-2) > x.size(-1)
     if tall:
         x = x.mT
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    for _ in range(NS_STEPS):
+    for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     return (x.mT if tall else x).to(g.dtype)
@@ -32,8 +32,11 @@ def orthogonalize(g: torch.Tensor) -> torch.Tensor:
 class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalised updates: every direction of a matrix moves by the same amount."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+    def __init__(
+        self, params: list[torch.Tensor], lr: float, momentum: float, weight_decay: float, ns_steps: int, nesterov: bool
+    ) -> None:
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        super().__init__(params, {**defaults, "ns_steps": ns_steps, "nesterov": nesterov})
 
     @torch.no_grad()
     def step(self) -> None:
@@ -53,7 +56,8 @@ class Muon(torch.optim.Optimizer):
         grads = torch.stack([p.grad for p in params])
         buffers = torch.stack([self.state[p]["momentum"] for p in params])
         buffers.lerp_(grads, 1 - group["momentum"])
-        update = orthogonalize(grads.lerp_(buffers, group["momentum"]))  # Nesterov
+        direction = grads.lerp_(buffers, group["momentum"]) if group["nesterov"] else buffers
+        update = orthogonalize(direction, group["ns_steps"])
         update *= max(1.0, shape[0] / shape[1]) ** 0.5
         lr = group["lr"]
         for i, p in enumerate(params):
@@ -65,11 +69,11 @@ def build_optimizers(model: GPT, config: Mapping[str, Value], fused: bool) -> li
     """Muon for the 2-D weights inside blocks; AdamW, one group per LR knob, for everything else."""
     matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
     embeddings = [model.wte.weight, *(e.weight for e in model.value_embeds.values())]
-    groups = [
-        {"params": embeddings, "lr": config["embedding_lr"]},
-        {"params": [model.lm_head.weight], "lr": config["unembedding_lr"]},
-        {"params": [model.resid_lambdas, model.x0_lambdas], "lr": config["scalar_lr"]},
-    ]
+    groups = [{"params": embeddings, "lr": config["embedding_lr"]}]
+    if not model.config.tie_embeddings:  # a tied head is the embedding, trained at the embedding's LR
+        groups.append({"params": [model.lm_head.weight], "lr": config["unembedding_lr"]})
+    if model.scalars:  # fixed residual and x0 weights leave none
+        groups.append({"params": model.scalars, "lr": config["scalar_lr"]})
     counted = sum(p.numel() for p in matrices) + sum(p.numel() for g in groups for p in g["params"])
     assert counted == sum(p.numel() for p in model.parameters()), "a parameter has no optimiser"
     for group in groups:
@@ -77,18 +81,33 @@ def build_optimizers(model: GPT, config: Mapping[str, Value], fused: bool) -> li
     adam = torch.optim.AdamW(
         groups, betas=(config["adam_beta1"], config["adam_beta2"]), eps=ADAM_EPS, weight_decay=0.0, fused=fused
     )
-    muon = Muon(matrices, config["matrix_lr"], config["muon_momentum"], config["weight_decay"])
+    muon = Muon(
+        matrices,
+        config["matrix_lr"],
+        config["muon_momentum"],
+        config["weight_decay"],
+        config["muon_ns_steps"],
+        config["muon_nesterov"],
+    )
     muon.param_groups[0]["base_lr"] = config["matrix_lr"]
     return [adam, muon]
 
 
 def lr_multiplier(progress: float, config: Mapping[str, Value]) -> float:
-    """LR as a fraction of its peak at ``progress`` in [0, 1] of the budget: warmup, flat, warmdown."""
+    """LR as a fraction of its peak at ``progress`` in [0, 1] of the budget: warmup, flat, warmdown.
+
+    The warmdown falls from 1 to final_lr_frac: linearly, along half a cosine, or as 1 - sqrt(elapsed).
+    """
     warmup, warmdown, final = config["warmup_ratio"], config["warmdown_ratio"], config["final_lr_frac"]
     if progress < warmup:
         return (progress + 1e-9) / warmup  # never exactly zero: the first step still learns
     if progress > 1 - warmdown:
         left = max(0.0, (1 - progress) / warmdown)
+        shape = config["warmdown_shape"]
+        if shape == "cosine":
+            left = 0.5 * (1 - math.cos(math.pi * left))
+        elif shape == "sqrt":
+            left = 1 - math.sqrt(1 - left)
         return final + (1 - final) * left
     return 1.0
 

@@ -2,15 +2,13 @@
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from protocol.records import MAX_ERROR_CHARS
+from protocol.metrics import ERROR_CHARS
 from trainer.atomic import atomic_write
+from trainer.result import TrainResult
 
 PACKAGE = Path(__file__).parent
-OUTCOMES = ("ok", "crash", "timeout", "diverged")
 
 
 def code_hash() -> str:
@@ -27,29 +25,29 @@ def one_line(error: BaseException | str) -> str:
     """An error as one line that fits a result record."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:MAX_ERROR_CHARS]
+    return (lines[-1] if lines else type(error).__name__)[:ERROR_CHARS]
 
 
-def write_result(path: Path, result: Mapping[str, Any]) -> None:
-    atomic_write(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+def write_result(path: Path, result: TrainResult) -> None:
+    atomic_write(path, (json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n").encode())
 
 
-def summary(result: Mapping[str, Any]) -> str:
+def summary(result: TrainResult) -> str:
     """autoresearch's closing block, so ``grep "^val_bpb:"`` works on our logs too."""
-    bpb = result["val_bpb"]
-    mfu = result["mfu_ppm"]
+    mfu = result.mfu_ppm
     lines = {
-        "val_bpb": f"{bpb:.6f}" if bpb is not None else "nan",
-        "training_seconds": f"{result['train_ms'] / 1000:.1f}",
-        "total_seconds": f"{result['total_ms'] / 1000:.1f}",
-        "peak_vram_mb": f"{result['peak_mem_mb']:.1f}" if result["peak_mem_mb"] is not None else "n/a",
-        "mfu_percent": f"{mfu / 10_000:.2f}" if mfu is not None else "n/a",
-        "total_tokens_M": f"{result['tokens'] / 1e6:.1f}",
-        "num_steps": str(result["steps"]),
-        "num_params_M": f"{result['params'] / 1e6:.1f}",
-        "depth": str(result["depth"]),
+        "val_bpb": f"{result.val_bpb:.6f}" if result.val_bpb is not None else "nan",
+        "test_bpb": f"{result.test_bpb:.6f}" if result.test_bpb is not None else "nan",
+        "training_seconds": f"{result.train_ms / 1000:.1f}",
+        "total_seconds": f"{result.total_ms / 1000:.1f}",
+        "peak_vram_mb": f"{result.peak_mem_mb:.1f}" if result.peak_mem_mb is not None else "n/a",
+        "mfu_percent": f"{mfu / 10_000:.2f}" if mfu is not None else "unknown",
+        "total_tokens_M": f"{result.tokens / 1e6:.1f}",
+        "num_steps": str(result.steps),
+        "num_params_M": f"{result.params / 1e6:.1f}",
+        "depth": str(result.depth),
     }
     body = "\n".join(f"{key + ':':<18}{value}" for key, value in lines.items())
-    return f"---\n{body}\noutcome:          {result['outcome']}" + (
-        f"\nerror:            {result['error']}" if result["error"] else ""
+    return f"---\n{body}\noutcome:          {result.outcome}" + (
+        f"\nerror:            {result.error}" if result.error else ""
     )

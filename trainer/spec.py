@@ -30,6 +30,7 @@ class EvalSplit:
     seq_len: int  # tokens per row, whatever the config's seq_len
     tokens: int  # target tokens scored
     batch_rows: int  # rows per forward pass, fixed so the arithmetic is too
+    holdout_tokens: int  # target tokens of the holdout (test_bpb), from validation documents the eval leaves
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,12 @@ class Dataset:
 
 
 DATASETS: dict[str, Dataset] = {
-    "shakespeare": Dataset("shakespeare", 4096, {1: EvalSplit(seq_len=256, tokens=128 * 256, batch_rows=32)}),
-    "climbmix": Dataset("climbmix", 8192, {1: EvalSplit(seq_len=2048, tokens=40 * 2**19, batch_rows=16)}),
+    "shakespeare": Dataset(
+        "shakespeare", 4096, {1: EvalSplit(seq_len=256, tokens=128 * 256, batch_rows=32, holdout_tokens=128 * 256)}
+    ),
+    "climbmix": Dataset(
+        "climbmix", 8192, {1: EvalSplit(seq_len=2048, tokens=40 * 2**19, batch_rows=16, holdout_tokens=8 * 2**19)}
+    ),
 }
 DEFAULT_DATASET = "shakespeare"
 LATEST_EVAL = 1

@@ -1,4 +1,5 @@
-"""One experiment: build the model, train it until the budget is spent, evaluate it once."""
+"""One experiment: build the model, fit its batch to the device, train it until the budget is spent,
+evaluate it once on the frozen eval rows and once on the holdout rows."""
 
 import math
 import time
@@ -13,17 +14,22 @@ from trainer.device import Device, open_device
 from trainer.evaluate import val_bpb
 from trainer.model import GPT, gpt_config
 from trainer.optim import apply_schedule, build_optimizers
-from trainer.packing import batches, pack_rows
+from trainer.packing import batches, pack
 from trainer.spec import Spec
 from trainer.tokenizer import token_bytes
 
 UNTIMED_STEPS = 10  # like autoresearch: compilation and warm-up steps do not count against the budget
 PROGRESS_EVERY_S = 5.0
 DIVERGED_FACTOR = 2.0  # a loss above twice that of uniform guessing has exploded
+OPTIMIZER_STATE_FLOATS = 3  # per parameter: AdamW's two moments or Muon's momentum, with room to spare
 
 
 class Diverged(Exception):
     """The loss became NaN, infinite or exploded."""
+
+
+class DoesNotFit(Exception):
+    """Not even one row per forward pass fits the device's memory."""
 
 
 @dataclass
@@ -38,7 +44,12 @@ class Stats:
     timed_tokens: int = 0
     train_seconds: float = 0.0
     loop_seconds: float = 0.0
+    untimed_seconds: float = 0.0  # the warm-up steps: compilation and autotuning happen here
+    loop_started: float | None = None  # perf_counter when the first step began
+    eval_seconds: float = 0.0
+    device_batch_size: int = 0  # rows per forward pass, after fitting the device's memory
     val_bpb: float | None = None
+    test_bpb: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -51,11 +62,20 @@ class Stats:
         peak = self.device.peak_flops if self.device else None
         return self.flops_per_token * self.tokens_per_s / peak if peak else None
 
+    @property
+    def compile_seconds(self) -> float:
+        """What the warm-up steps took beyond as many steady steps."""
+        timed_steps = self.steps - UNTIMED_STEPS
+        steady = self.train_seconds / timed_steps if timed_steps > 0 else 0.0
+        return max(0.0, self.untimed_seconds - min(self.steps, UNTIMED_STEPS) * steady)
 
-def train_batches(corpus: Corpus, seed: int, rows: int, seq_len: int, device: Device) -> Iterator[tuple]:
-    """(inputs, targets) on the device, from BOS-aligned rows of seq_len + 1 tokens."""
+
+def train_batches(
+    documents: Iterator[np.ndarray], packing: str, rows: int, seq_len: int, device: Device
+) -> Iterator[tuple]:
+    """(inputs, targets) on the device, from rows of seq_len + 1 tokens packed the config's way."""
     pin = device.kind == "cuda"
-    for batch in batches(pack_rows(corpus.train_documents(seed), seq_len + 1), rows):
+    for batch in batches(pack(documents, seq_len + 1, packing), rows):
         tokens = torch.from_numpy(batch.astype(np.int64))
         tokens = tokens.pin_memory().to(device.torch, non_blocking=True) if pin else tokens.to(device.torch)
         yield tokens[:, :-1], tokens[:, 1:]
@@ -70,55 +90,108 @@ class Budget:
         return min(spent / self.amount, 1.0)
 
 
+def micro_batches(progress: float, accumulation: int, ramp: float) -> int:
+    """Micro-batches in the step at ``progress``: all of them, or fewer while the batch-size ramp lasts."""
+    if progress >= ramp:
+        return accumulation
+    return max(1, math.ceil(accumulation * progress / ramp))
+
+
+def fit_rows(rows: int, fits: Callable[[int], bool]) -> int:
+    """The largest divisor of ``rows`` that ``fits`` the device; the total batch is kept by accumulating."""
+    for candidate in range(rows, 0, -1):
+        if rows % candidate == 0 and fits(candidate):
+            return candidate
+    raise DoesNotFit("not even one row per forward pass fits the device's memory")
+
+
+def memory_probe(model: GPT, seq_len: int, device: Device) -> Callable[[int], bool]:
+    """Whether a forward and backward pass of ``rows`` rows fits, with the optimiser state reserved."""
+
+    def attempt(rows: int) -> None:
+        reserve = torch.empty(OPTIMIZER_STATE_FLOATS * sum(p.numel() for p in model.parameters()), device=device.torch)
+        tokens = torch.zeros((rows, seq_len + 1), dtype=torch.int64, device=device.torch)
+        with device.precision():
+            loss = model(tokens[:, :-1], tokens[:, 1:])
+        loss.backward()
+        del reserve
+
+    def fits(rows: int) -> bool:
+        try:
+            attempt(rows)
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            model.zero_grad(set_to_none=True)
+            if device.kind == "cuda":
+                torch.cuda.empty_cache()
+
+    return fits
+
+
 def run(spec: Spec, stats: Stats, log: Callable[[str], None] = print) -> None:
     """Train and evaluate, recording into ``stats``; raises Diverged, or any error as a crash."""
     config = spec.config
     device = stats.device = open_device(spec.device, spec.compile)
     torch.manual_seed(spec.seed)
     corpus = Corpus(spec)
-    eval_rows = corpus.eval_rows(spec.eval_split)
+    eval_rows, holdout_rows = corpus.frozen_rows(spec.eval_split)
     model = GPT(gpt_config(config, corpus.encoding.n_vocab)).to(device.torch)
-    model.init_weights()
     stats.params = sum(p.numel() for p in model.parameters())
     stats.flops_per_token = model.flops_per_token(config["seq_len"])
+    rows, seq_len = config["device_batch_size"], config["seq_len"]
+    if device.kind == "cuda":  # only there does running out of memory raise, rather than swap
+        rows = fit_rows(rows, memory_probe(model, seq_len, device))
+    stats.device_batch_size = rows
+    model.init_weights()  # after the probe: the seeded init is what trains
     optimizers = build_optimizers(model, config, fused=device.kind == "cuda")
     step_model = torch.compile(model, dynamic=False) if device.compile else model
-    rows, seq_len = config["device_batch_size"], config["seq_len"]
     accumulation = config["total_batch_tokens"] // (rows * seq_len)
     log(f"device {device.kind} ({device.name}), bf16 {device.bf16}, compile {device.compile}")
     log(f"params {stats.params:,}, {accumulation} x {rows} x {seq_len} tokens per step, track {spec.track.key}")
 
-    loader = train_batches(corpus, spec.seed, rows, seq_len, device)
+    documents = corpus.train_documents(spec.seed, config["doc_order"])
+    loader = train_batches(documents, config["packing"], rows, seq_len, device)
     budget = Budget(spec.track.budget_kind, spec.track.budget)
     loss_limit = DIVERGED_FACTOR * math.log(corpus.encoding.n_vocab)
-    loop_start = last_log = time.perf_counter()
+    stats.loop_started = last_log = time.perf_counter()
     while budget.progress(stats) < 1.0:
         step_start = time.perf_counter()
-        multiplier = apply_schedule(optimizers, budget.progress(stats), stats.steps, config)
-        loss_value = train_step(model, step_model, optimizers, loader, accumulation, device.precision)
+        progress = budget.progress(stats)
+        multiplier = apply_schedule(optimizers, progress, stats.steps, config)
+        micro = micro_batches(progress, accumulation, config["batch_ramp_ratio"])
+        loss_value = train_step(model, step_model, optimizers, loader, micro, device.precision)
         step_seconds = time.perf_counter() - step_start
+        step_tokens = micro * rows * seq_len
         stats.steps += 1
-        stats.tokens += config["total_batch_tokens"]
-        stats.loop_seconds = time.perf_counter() - loop_start
+        stats.tokens += step_tokens
+        stats.loop_seconds = time.perf_counter() - stats.loop_started
         if stats.steps > UNTIMED_STEPS:
             stats.train_seconds += step_seconds
-            stats.timed_tokens += config["total_batch_tokens"]
+            stats.timed_tokens += step_tokens
+        else:
+            stats.untimed_seconds += step_seconds
         if not math.isfinite(loss_value) or loss_value > loss_limit:
             raise Diverged(f"loss {loss_value:.4g} at step {stats.steps}")
         if time.perf_counter() - last_log >= PROGRESS_EVERY_S or stats.steps == 1:
             last_log = time.perf_counter()
             log(progress_line(stats, budget, loss_value, multiplier, step_seconds))
 
-    stats.val_bpb = val_bpb(
-        step_model, eval_rows, torch.tensor(token_bytes(corpus.encoding), device=device.torch),
-        spec.eval_split.batch_rows, device.precision(),
-    )  # fmt: skip
+    eval_start = time.perf_counter()
+    sizes = torch.tensor(token_bytes(corpus.encoding), device=device.torch)
+    batch_rows = spec.eval_split.batch_rows
+    stats.val_bpb = val_bpb(step_model, eval_rows, sizes, batch_rows, device.precision())
+    stats.test_bpb = val_bpb(step_model, holdout_rows, sizes, batch_rows, device.precision())
+    stats.eval_seconds = time.perf_counter() - eval_start
+    if not all(math.isfinite(score) for score in (stats.val_bpb, stats.test_bpb)):
+        raise Diverged(f"val_bpb {stats.val_bpb:.4g}, test_bpb {stats.test_bpb:.4g} after {stats.steps} steps")
 
 
 def train_step(
     model: GPT, step_model: Callable, optimizers: list, loader: Iterator[tuple], accumulation: int, precision: Callable
 ) -> float:
-    """One optimiser step over ``accumulation`` micro-batches; the last micro-batch's loss."""
+    """One optimiser step over ``accumulation`` micro-batches (their mean gradient); the last micro-batch's loss."""
     for _ in range(accumulation):
         inputs, targets = next(loader)
         with precision():

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from node.clock import now_ms
+from node.errors import NodeError
 from node.home import Home
 from node.research.agent import (
     AgentContext,
@@ -74,6 +75,23 @@ class WorkerStatus:
     history: list[str] = field(default_factory=list)
 
 
+class HardwareMismatch(NodeError):
+    """The trainer measured other hardware than this node's track names; nothing was signed."""
+
+
+def check_measured_hardware(track: Track, outcome: TrainerOutcome) -> None:
+    """Refuse a result the trainer measured on hardware other than the track's, or on none at all."""
+    result = outcome.result
+    if result is None or result.hardware == track.hardware:
+        return  # no result file: what we saw from outside (timeout, kill) happened on this box's track
+    if result.hardware is None:
+        raise HardwareMismatch(f"the trainer could not open device {result.device} ({result.error}); not signed")
+    raise HardwareMismatch(
+        f"the trainer ran on {result.hardware}, but this node's track is {track.hardware}; not signed "
+        "(check that torch can use the GPU nvidia-smi shows, or start with --device cpu)"
+    )
+
+
 class ResearchLoop:
     def __init__(
         self,
@@ -121,6 +139,10 @@ class ResearchLoop:
                 continue
             try:
                 await self.run_one()
+            except HardwareMismatch as err:  # every further run would measure the same: stop researching
+                self.status.current, self.status.idle_reason = None, f"stopped: {err}"
+                log.error("%s: %s", self.status.name, err)
+                return
             except (ProposerExhausted, ProtocolError, SpecError) as err:
                 # nothing runnable right now (e.g. a candidate whose lineage we lack): new records may change that
                 self.status.idle_reason = f"waiting: {err}"
@@ -151,6 +173,7 @@ class ResearchLoop:
             self._run = None
             with trio.move_on_after(SHARE_TIMEOUT_S, shield=True):
                 await self.swarm.release_claim(self.track.key, plan.config_hash)
+        check_measured_hardware(self.track, outcome)
         record = sign(self.identity, "result", plan.body(self.track, outcome), now_ms())
         (run_dir / "record.bin").write_bytes(record.raw)
         with trio.move_on_after(SHARE_TIMEOUT_S, shield=True):  # a finished result is shared even while we stop
@@ -288,7 +311,7 @@ class Plan:
         }
 
     def body(self, track: Track, outcome: TrainerOutcome) -> dict[str, Any]:
-        result = outcome.result or {}
+        result = outcome.result
         ok = outcome.outcome == "ok"
         return {
             "track": track.to_wire(),
@@ -297,19 +320,16 @@ class Plan:
             "config": self.config_hash,
             "seed": self.config["seed"],
             "outcome": outcome.outcome,
-            "val_bpb": result.get("val_bpb_ubpb") if ok else None,
-            "metrics": {name: _metric(result.get(name)) for name in METRICS},
+            "val_bpb": result.val_bpb_ubpb if ok else None,
+            "test_bpb": result.test_bpb_ubpb if ok else None,
+            "metrics": result.metrics() if result else dict.fromkeys(METRICS),
             "hypothesis": self.hypothesis,
             "proposer": self.proposer,
-            "code": result.get("code") or code_hash(),
+            "code": result.code if result else code_hash(),
             "log": outcome.log_digest,
             "error": outcome.error,
             "replicates": self.replicates,
         }
-
-
-def _metric(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and value >= 0 else None
 
 
 def _past(record: Record) -> PastResult:

@@ -19,7 +19,8 @@ from typing import Any
 
 import trio
 
-from protocol.records import MAX_ERROR_CHARS
+from protocol.metrics import ERROR_CHARS
+from trainer.result import ResultError, TrainResult
 
 log = logging.getLogger("arnode.runner")
 
@@ -29,8 +30,8 @@ STOP_GRACE_S = 5  # how long each of STOP_SIGNALS is given to end the child
 
 @dataclass(frozen=True)
 class TrainerOutcome:
-    outcome: str  # ok, crash, timeout, diverged, killed
-    result: dict[str, Any] | None  # the child's RESULT.json, when it wrote one
+    outcome: str  # one of protocol.records.OUTCOMES
+    result: TrainResult | None  # the child's RESULT.json, when it wrote a valid one
     error: str
     log_digest: str  # SHA-256 hex of the full log
     wall_s: float
@@ -59,12 +60,15 @@ class TrainerRun:
             return self._finish("killed", None, "stopped by the node before the run finished", log_file)
         if deadline.cancelled_caught:
             return self._finish("timeout", None, f"killed after the hard limit of {self.timeout_s:.0f} s", log_file)
-        result = _read_result(result_file)
+        try:
+            result = _read_result(result_file)
+        except ResultError as err:
+            return self._finish("crash", None, f"the trainer's result is unusable: {err}", log_file)
         if result is None:
             if returncode < 0:  # killed from outside, e.g. by the kernel's OOM killer
                 return self._finish("crash", None, f"trainer killed by {signal.Signals(-returncode).name}", log_file)
             return self._finish("crash", None, self.last_line or f"trainer exited with code {returncode}", log_file)
-        return self._finish(result["outcome"], result, result.get("error") or "", log_file)
+        return self._finish(result.outcome, result, result.error, log_file)
 
     async def _run_child(self, command: list[str], sink) -> int:
         process = await trio.lowlevel.open_process(
@@ -76,13 +80,13 @@ class TrainerRun:
                 sink.write(chunk)
                 buffer = (buffer + chunk)[-4096:]
                 lines = [line for line in buffer.decode("utf-8", "replace").splitlines() if line.strip()]
-                self.last_line = lines[-1].strip()[:MAX_ERROR_CHARS] if lines else self.last_line
+                self.last_line = lines[-1].strip()[:ERROR_CHARS] if lines else self.last_line
             return await process.wait()
         finally:
             with trio.move_on_after(len(STOP_SIGNALS) * STOP_GRACE_S + 1, shield=True):
                 await _terminate(process)
 
-    def _finish(self, outcome: str, result: dict | None, error: str, log_file: Path) -> TrainerOutcome:
+    def _finish(self, outcome: str, result: TrainResult | None, error: str, log_file: Path) -> TrainerOutcome:
         digest = hashlib.sha256(log_file.read_bytes() if log_file.exists() else b"").hexdigest()
         wall_s = time.monotonic() - self.started
         log.info("run %s: %s in %.0f s%s", self.run_dir.name, outcome, wall_s, f" ({error})" if error else "")
@@ -99,17 +103,20 @@ async def _terminate(process: trio.Process) -> None:
             return
 
 
-def _read_result(path: Path) -> dict[str, Any] | None:
-    """The child's result, or None when it wrote none or wrote something we cannot use."""
+def _read_result(path: Path) -> TrainResult | None:
+    """The child's result; None when it wrote none; ResultError when what it wrote breaks the schema."""
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
-    if not isinstance(result, dict) or result.get("outcome") not in ("ok", "crash", "timeout", "diverged"):
-        return None
-    return result
+    except OSError as err:
+        raise ResultError(f"cannot read {path.name}: {err.strerror}") from None
+    try:
+        return TrainResult.from_json(json.loads(text))
+    except ValueError as err:  # JSONDecodeError and ResultError alike
+        raise ResultError(str(err).splitlines()[0] if str(err) else "not JSON") from None
 
 
 def _one_line(text: str) -> str:
     printable = "".join(char if char.isprintable() else " " for char in text)
-    return " ".join(printable.split())[:MAX_ERROR_CHARS]
+    return " ".join(printable.split())[:ERROR_CHARS]

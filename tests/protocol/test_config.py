@@ -142,3 +142,49 @@ def test_a_long_bad_input_is_quoted_short(diff):
     with pytest.raises(ConfigError) as caught:
         check_diff(diff)
     assert len(str(caught.value)) < 120
+
+
+# Hashes computed by the first release, before any later knob existed: they must never change.
+FIRST_RELEASE_HASHES = {
+    "5a49330cb660df7d600e694c4aa468b660649409c695221bc71d487958c32037": ("gpu", {}),
+    "2782f7d5f4c6573aca9275db45e2ee37fbff4c429c6007597b8602f1e2989ff0": ("small", {}),
+    "cdc090a2746c733cfae7ef7abe0a419361c2300c5e29a717ab241050fdcda955": ("small", {"depth": 6, "matrix_lr": 0.05}),
+    "90627493eca727b36d79947c67eb80d6864946211175b3e8be228d8b4dda8ae3": (
+        "gpu",
+        {"window_pattern": "L", "value_embeds": False, "total_batch_tokens": 2**18},
+    ),
+}
+FIRST_RELEASE_KNOBS = {
+    "depth", "aspect_ratio", "head_dim", "kv_head_ratio", "window_pattern", "short_window_frac", "activation",
+    "mlp_ratio", "value_embeds", "logit_softcap", "seq_len", "device_batch_size", "total_batch_tokens",
+    "embedding_lr", "unembedding_lr", "matrix_lr", "scalar_lr", "adam_beta1", "adam_beta2", "weight_decay",
+    "muon_momentum", "warmup_ratio", "warmdown_ratio", "final_lr_frac", "init_scale", "embed_init_std",
+    "unembed_init_std", "seed",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("expected", "made_of"), FIRST_RELEASE_HASHES.items())
+def test_a_config_named_before_new_knobs_existed_keeps_its_hash(expected, made_of):
+    profile, diff = made_of
+    assert config_hash(apply(default_config(profile), diff)) == expected
+
+
+def test_every_knob_added_after_the_first_release_has_a_neutral_value_both_profiles_default_to():
+    later = [knob for knob in KNOBS if knob.name not in FIRST_RELEASE_KNOBS]
+    assert later, "the table has grown since the first release"
+    assert {knob.name for knob in KNOBS if knob.neutral is None} == FIRST_RELEASE_KNOBS
+    for knob in later:
+        assert knob.check(knob.neutral) == knob.gpu == knob.small == knob.neutral, knob.name
+
+
+def test_a_later_knob_renames_a_config_only_when_moved_off_its_neutral_value():
+    later = next(knob for knob in KNOBS if knob.neutral is not None and knob.kind is float)
+    assert config_hash({**SMALL, later.name: later.neutral}) == config_hash(SMALL)
+    moved = apply(SMALL, {later.name: min(later.hi, later.neutral + 0.05)})
+    assert config_hash(moved) != config_hash(SMALL)
+
+
+def test_a_knob_from_a_newer_arnode_is_refused_with_one_clear_line():
+    with pytest.raises(ConfigError, match="unknown knob 'fancy_new_lever': from a newer arnode") as caught:
+        check_diff({"fancy_new_lever": 1})
+    assert "\n" not in str(caught.value)

@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +42,8 @@ def result_body(**changes: Any) -> dict[str, Any]:
         "error": "",
         "replicates": None,
     }
-    return {**body, **changes}
+    body = {**body, **changes}
+    return {"test_bpb": 1_250_000 if body["outcome"] == "ok" else None, **body}
 
 
 def hypothesis_body(**changes: Any) -> dict[str, Any]:
@@ -310,3 +312,35 @@ def test_decode_of_well_signed_but_malformed_bodies_raises_only_record_error(bod
 @given(st.sampled_from(["v", "kind", "author", "ts_ms", "body", "extra"]), values)
 def test_decode_of_well_signed_but_malformed_envelopes_raises_only_record_error(name, value):
     decode_or_reject(signed_by_hand(ALICE, {**envelope(result_body()), name: value}))
+
+
+V1_RECORD = (Path(__file__).parent / "data" / "result_v1.hex").read_text().strip()
+
+
+def test_a_record_signed_before_the_holdout_existed_keeps_its_id_and_reads_as_no_holdout():
+    # signed by the first release: no test_bpb field, and a diff of first-release knobs only
+    raw = bytes.fromhex(V1_RECORD)
+    record = decode(raw, NOW)
+    assert record.hex_id == "76678abcd1032332d4311baffea293974db37448f07e47016daea7a9f3c7e1a0"
+    assert record.body["test_bpb"] is None
+    assert record.body["config"] == config_hash(apply(default_config("small"), record.body["diff"]))
+
+
+def test_an_oom_run_is_its_own_outcome_without_scores():
+    record = sign(ALICE, "result", result_body(outcome="oom", val_bpb=None, test_bpb=None), NOW)
+    assert record.body["outcome"] == "oom"
+    with pytest.raises(RecordError, match="test_bpb is nil unless"):
+        sign(ALICE, "result", result_body(outcome="oom", val_bpb=None, test_bpb=1_250_000), NOW)
+
+
+def test_a_diff_naming_a_knob_from_a_newer_arnode_is_refused_in_one_line():
+    raw = signed_by_hand(ALICE, envelope(result_body(diff={"matrix_lr": 0.05, "mystery_knob": 3})))
+    with pytest.raises(RecordError, match="unknown knob 'mystery_knob': from a newer arnode") as caught:
+        decode(raw, NOW)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_field_from_a_newer_arnode_is_refused_in_one_line():
+    raw = signed_by_hand(ALICE, envelope(result_body(train_loss=3)))
+    with pytest.raises(RecordError, match="unknown field 'train_loss' in a result: from a newer arnode"):
+        decode(raw, NOW)

@@ -25,11 +25,6 @@ def tiny_config(**changes: object) -> dict:
     return {**default_config("small"), **TINY, **changes}
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("trainer-cache")
-
-
 @pytest.fixture
 def write_spec(tmp_path: Path, cache_dir: Path):
     """Write a spec for ``config`` and a budget to a file; return its path."""

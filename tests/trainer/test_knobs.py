@@ -1,12 +1,13 @@
 """Every knob of the config space changes what the trainer does.
 
-Each config trains three steps with the trainer's own model, optimisers, schedule and step
-function on a fixed stream of random tokens; changing any one knob must change the losses,
-the learning-rate multipliers or the trained weights.
+Each config trains three steps with the trainer's own data order, packing, model, optimisers,
+schedules and step function on a fixed set of random documents; changing any one knob must change
+the losses, the learning-rate multipliers, the micro-batches or the trained weights.
 """
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,11 +15,18 @@ from node.research.builtin_proposer import knob_steps
 from protocol.config import KNOBS, check_config
 from protocol.errors import ConfigError
 from tests.trainer.conftest import tiny_config
+from trainer.corpus import epochs
+from trainer.device import Device
 from trainer.model import GPT, gpt_config
 from trainer.optim import apply_schedule, build_optimizers
-from trainer.train import train_step
+from trainer.train import micro_batches, train_batches, train_step
 
 VOCAB = 256
+CPU = Device("cpu", "cpu", bf16=False, compile=False)
+# documents of varied lengths, each starting with token 0 as its BOS, as the corpus streams them;
+# more of them than best-fit packing buffers, so their order reaches the rows
+_tokens = np.random.default_rng(7)
+DOCUMENTS = [np.array([0, *_tokens.integers(1, VOCAB, size=n)], np.uint16) for n in _tokens.integers(2, 40, size=1200)]
 PROGRESS = (0.0, 0.5, 0.95)  # one step in the warmup, one on the plateau, one in the warmdown
 # room for the warmup and window knobs to act; small batches keep each fingerprint quick
 BASE = check_config(
@@ -32,19 +40,17 @@ def fingerprint(config: dict) -> tuple:
     model.init_weights()
     optimizers = build_optimizers(model, config, fused=False)
     rows, seq_len = config["device_batch_size"], config["seq_len"]
-    tokens = torch.Generator().manual_seed(1234)
-    batches = iter(lambda: _split(torch.randint(0, VOCAB, (rows, seq_len + 1), generator=tokens)), None)
+    documents = epochs(DOCUMENTS, config["seed"], config["doc_order"])
+    batches = train_batches(documents, config["packing"], rows, seq_len, CPU)
     accumulation = config["total_batch_tokens"] // (rows * seq_len)
     trace = []
     for step, progress in enumerate(PROGRESS):
         multiplier = apply_schedule(optimizers, progress, step, config)
-        trace.append((multiplier, train_step(model, model, optimizers, batches, accumulation, contextlib.nullcontext)))
+        micro = micro_batches(progress, accumulation, config["batch_ramp_ratio"])
+        loss = train_step(model, model, optimizers, batches, micro, contextlib.nullcontext)
+        trace.append((multiplier, micro, loss))
     weights = sum(float(p.detach().double().square().sum()) for p in model.parameters())
     return (*trace, weights)
-
-
-def _split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch[:, :-1], batch[:, 1:]
 
 
 def changed(config: dict, name: str) -> dict:

@@ -17,6 +17,7 @@ from trainer.device import open_device
 from trainer.evaluate import val_bpb
 from trainer.hardware import hardware_of
 from trainer.model import GPT, gpt_config
+from trainer.result import TrainResult
 from trainer.spec import check_spec
 from trainer.tokenizer import token_bytes
 
@@ -43,14 +44,14 @@ def test_thirty_cpu_steps_beat_the_unigram_baseline_by_a_wide_margin(write_spec,
     spec_path = write_spec(tiny_config())
     done = run_trainer(spec_path, tmp_path / "result.json")
     assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "result.json").read_text())
+    result = TrainResult.from_json(json.loads((tmp_path / "result.json").read_text()))
     spec = check_spec(json.loads(spec_path.read_text()))
     corpus = Corpus(spec)
-    baseline = unigram_bpb(corpus, corpus.eval_rows(spec.eval_split))
-    assert result["outcome"] == "ok" and result["steps"] == 30
-    assert result["val_bpb"] < baseline - 0.3, (result["val_bpb"], baseline)
-    assert result["val_bpb_ubpb"] == round(result["val_bpb"] * 1e6)
-    assert result["tokens"] == 30 * 2048 and result["hardware"] == hardware_of("cpu")
+    val_rows, holdout_rows = corpus.frozen_rows(spec.eval_split)
+    assert result.outcome == "ok" and result.steps == 30
+    assert result.val_bpb < unigram_bpb(corpus, val_rows) - 0.3, (result.val_bpb, unigram_bpb(corpus, val_rows))
+    assert result.test_bpb < unigram_bpb(corpus, holdout_rows) - 0.3
+    assert result.tokens == 30 * 2048 and result.hardware == hardware_of("cpu")
     assert "\nval_bpb:          " in done.stdout and "\nnum_steps:        30\n" in done.stdout
 
 
@@ -58,9 +59,9 @@ def test_a_config_made_to_explode_ends_as_diverged(write_spec, tmp_path):
     wild = tiny_config(matrix_lr=1.0, embedding_lr=10.0, unembedding_lr=1.0, logit_softcap=0.0, adam_beta2=0.0)
     done = run_trainer(write_spec(wild, budget=200), tmp_path / "result.json")
     assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["outcome"] == "diverged" and result["val_bpb"] is None
-    assert result["steps"] < 200 and "loss" in result["error"]
+    result = TrainResult.from_json(json.loads((tmp_path / "result.json").read_text()))
+    assert result.outcome == "diverged" and result.val_bpb is None and result.test_bpb is None
+    assert result.steps < 200 and "loss" in result.error
 
 
 def test_an_invalid_spec_exits_2_with_one_line_and_no_result(write_spec, tmp_path):
@@ -105,3 +106,16 @@ def test_the_same_weights_always_score_the_same(write_spec):
     sizes = torch.tensor(token_bytes(corpus.encoding))
     scores = [val_bpb(model, rows, sizes, spec.eval_split.batch_rows, device.precision()) for _ in range(2)]
     assert scores[0] == scores[1] and 0 < scores[0] < 20
+
+
+def test_the_holdout_rows_are_disjoint_from_the_eval_rows_and_from_training(write_spec):
+    spec = check_spec(json.loads(write_spec(tiny_config()).read_text()))
+    corpus = Corpus(spec)
+    val_rows, holdout_rows = corpus.frozen_rows(spec.eval_split)
+    assert len(holdout_rows) == spec.eval_split.holdout_tokens // spec.eval_split.seq_len
+    # every row starts at a document: its first 16 tokens identify that document
+    starts = {tuple(row[:16]) for row in val_rows}
+    assert not starts & {tuple(row[:16]) for row in holdout_rows}
+    train = corpus.split_tokens("train")
+    windows = {tuple(train[i : i + 16]) for i in np.flatnonzero(train == corpus.bos)}
+    assert not windows & {tuple(row[:16]) for row in holdout_rows}

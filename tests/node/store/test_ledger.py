@@ -14,6 +14,7 @@ from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.records import Record, sign
 from protocol.track import Track
+from tests.protocol.test_records import envelope, signed_by_hand
 
 POLICY = Policy(min_runs=2, min_authors=1)  # small numbers keep the scenarios short
 TRACK = Track("cpu-x1", POLICY.budget_kind, POLICY.budget, POLICY.dataset, "bpe8192", POLICY.eval_version)
@@ -216,3 +217,20 @@ def test_opening_a_corrupt_ledger_names_it_and_leaves_it_untouched(tmp_path):
         Ledger.open(path, POLICY)
     assert str(path) in str(caught.value)
     assert digest(path) == before
+
+
+def test_a_record_of_the_first_release_keeps_its_id_and_config_hash_in_a_ledger(tmp_path):
+    raw = bytes.fromhex((Path(__file__).parents[2] / "protocol" / "data" / "result_v1.hex").read_text().strip())
+    ledger = Ledger.open(tmp_path / "ledger.db", Policy(min_authors=1))
+    record = ledger.add(raw, now_ms=T0)
+    assert record.hex_id == hashlib.sha256(raw).hexdigest()
+    assert config_hash(ledger.resolve_config(record.body["config"])) == record.body["config"]
+
+
+def test_a_record_from_a_newer_arnode_is_refused_in_one_line_and_the_ledger_carries_on(tmp_path):
+    ledger = Ledger.open(tmp_path / "ledger.db", POLICY)
+    newer = result(person(0), T0, {"matrix_lr": 0.05}).body | {"diff": {"matrix_lr": 0.05, "knob_of_the_future": 1}}
+    raw = signed_by_hand(person(0), envelope(newer, author=person(0).peer_id, ts_ms=T0))
+    report = ledger.add_many([raw, result(person(1), T0).raw], now_ms=T0)
+    assert len(report.added) == 1 and len(report.rejected) == 1
+    assert "from a newer arnode" in report.rejected[0] and "\n" not in report.rejected[0]
