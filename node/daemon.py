@@ -42,6 +42,7 @@ class DaemonOptions:
     max_experiments: int | None
     llm_model: str | None = None  # overrides ARNODE_MODEL and the config
     sync_interval_s: float = 30.0
+    dashboard: tuple[str, int] | None = None  # (host, port) of the live page; port 0 picks a free one
 
 
 class Daemon:

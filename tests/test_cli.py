@@ -78,10 +78,39 @@ def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tm
     assert arnode_json(home, "best") == []  # the solo policy wants 4 runs before anything is verified
     rows = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))
     assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description"]
-    assert len(rows) == 3 and {row[3] for row in rows[1:]} == {"discard"}
+    assert len(rows) == 3 and {(row[3], row[4]) for row in rows[1:]} == {("keep", "baseline")}
     png = tmp_path / "progress.png"
     done = arnode(home, "plot", "-o", str(png))
     assert done.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2 experiments, 2 kept" in done.stdout
+
+
+@pytest.mark.parametrize("prepare", [(), ("init",)])
+def test_read_commands_on_a_fresh_home_show_an_empty_ledger(tmp_path, prepare):
+    home = tmp_path / "node"
+    if prepare:
+        assert arnode(home, *prepare).returncode == 0
+    assert arnode_json(home, "results") == [] and arnode_json(home, "results", "--all") == []
+    assert arnode_json(home, "best") == []
+    assert arnode(home, "results").stdout.strip() == "no results yet"
+    assert arnode(home, "export", "--tsv").stdout.splitlines() == ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"]
+    done = arnode(home, "plot", "-o", str(tmp_path / "progress.png"))
+    assert done.returncode == 0 and "no experiments yet" in done.stdout
+
+
+def test_a_cpu_node_founds_a_token_budget_swarm_unless_asked_for_seconds(tmp_path):
+    for name, flags, budget in (
+        ("cpu", (), ("tokens", 3_000_000)),
+        ("timed", ("--budget-seconds", "60"), ("seconds", 60)),
+    ):
+        home = tmp_path / name
+        daemon = Daemon(home, "--listen", LOOPBACK, "--role", "peer", *flags)
+        try:
+            daemon.wait_ready()
+        finally:
+            assert daemon.stop() == 0
+        shown = arnode_json(home, "swarm", "show")
+        assert (shown["budget_kind"], shown["budget"]) == budget
 
 
 def error_of(done) -> str:
@@ -153,6 +182,8 @@ def test_sigint_mid_experiment_records_it_as_killed_and_exits_cleanly(tmp_path):
         daemon.kill()
     records = arnode_json(home, "results", "--all")
     assert [(r["outcome"], r["error"]) for r in records] == [("killed", "stopped by the node before the run finished")]
+    (row,) = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))[1:]
+    assert row[3] == "crash" and row[4].startswith("killed: stopped by the node")
 
 
 def test_a_daemon_killed_mid_experiment_publishes_no_half_result_and_restarts_with_its_ledger(tmp_path):

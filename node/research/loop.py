@@ -112,8 +112,12 @@ class ResearchLoop:
                 self.status.idle_reason = f"waiting: {err}"
                 log.warning("%s: no experiment to run (%s); trying again in %d s", self.status.name, err, RETRY_S)
                 await trio.sleep(RETRY_S)
-        self.status.idle_reason = "stopped" if self._stopping else f"done {self.status.experiments} experiments"
-        log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
+        if self._stopping:
+            self.status.idle_reason = "stopped"
+            log.info("%s: stopped after %d experiments", self.status.name, self.status.experiments)
+        else:
+            self.status.idle_reason = f"done {self.status.experiments} experiments"
+            log.info("%s: %s; staying up as a peer", self.status.name, self.status.idle_reason)
 
     async def run_one(self) -> Record | None:
         """Plan, run and publish one experiment; None when a stop came while planning."""
