@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from node.control import serve_control
+from node.dashboard import Dashboard, serve_dashboard
 from node.errors import NodeError
 from node.home import Home
 from node.net.swarm import Swarm
@@ -51,6 +52,7 @@ class Daemon:
     ) -> None:
         self.home, self.identity, self.policy, self.options = home, identity, policy, options
         self.started = time.time()
+        self.dashboard_url: str | None = None
         self.ledger = Ledger.open(home.ledger_file, policy)
         self.track = track_for(options.device, policy.dataset, policy.budget_kind, policy.budget, policy.eval_version)
         self.swarm = Swarm(
@@ -87,6 +89,9 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.swarm.run)
                 await nursery.start(serve_control, self.home.control_socket, self.control_handlers())
+                if self.options.dashboard:
+                    dashboard = Dashboard(self.ledger, self.control_handlers())
+                    self.dashboard_url = await nursery.start(serve_dashboard, dashboard, *self.options.dashboard)
                 log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
                 for research in self.loops:
                     nursery.start_soon(research.run)
@@ -124,8 +129,9 @@ class Daemon:
             "peers": len(self.swarm.peers()),
             "records": len(self.ledger),
             "best": {"config": best.config, "val_bpb": best.evidence_mean, "runs": best.runs} if best else None,
-            "workers": [research.status.__dict__ for research in self.loops],
+            "workers": [research.describe() for research in self.loops],
             "listen": self.swarm.listen_addrs(),
+            "dashboard": self.dashboard_url,
         }
 
 

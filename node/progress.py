@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 REPLAY_EVERY_RUN_UP_TO = 400  # above this, the best is replayed at REPLAY_POINTS evenly spaced runs
 REPLAY_POINTS = 200
 BAND_SE = 2  # the band's half-width in standard errors
+MIN_Y_SPAN = 0.02  # bpb: the least height of the value axis, a few times a GPU's seed noise
 
 
 def accepted_configs(view: TrackView | None) -> frozenset[str]:
@@ -158,6 +159,10 @@ def _draw_track(axis, track: TrackProgress) -> None:
         axis.fill_between(xs, low, high, step="post", color="tab:blue", alpha=0.15, label=f"±{BAND_SE} SE")
         axis.step(xs, means, where="post", color="tab:blue", linewidth=2, label="accepted best")
     axis.set_xlim(0.5, max(len(track.points), 1) + 0.5)
+    low, high = axis.get_ylim()
+    if high - low < MIN_Y_SPAN:  # a few close runs must not look like a dramatic spread
+        middle = (low + high) / 2
+        axis.set_ylim(middle - MIN_Y_SPAN / 2, middle + MIN_Y_SPAN / 2)
     if failed:  # room for the strip of failures below the lowest value
         low, high = axis.get_ylim()
         axis.set_ylim(low - FAILURE_STRIP * (high - low) / (1 - FAILURE_STRIP), high)

@@ -2,7 +2,9 @@
 
 import csv
 import io
+import json
 import socket
+import urllib.request
 
 import pytest
 
@@ -20,6 +22,8 @@ def solo(tmp_path_factory):
         daemon.wait_ready()
         wait_until(lambda: daemon.experiments() >= 2, 300, interval=1, what="two experiments")
         status = daemon.status()
+        with urllib.request.urlopen(status["dashboard"] + "api/state", timeout=30) as answer:
+            status["page"] = json.loads(answer.read())
     finally:
         code = daemon.stop()
     assert code == 0, daemon.output()[-3000:]
@@ -71,6 +75,17 @@ def test_results_show_both_runs_in_every_format(solo):
     assert text.returncode == 0 and board[0]["config_hash"][:10] in text.stdout
     tsv = arnode(home, "results", "--tsv").stdout.splitlines()
     assert tsv[0].split("\t")[0] == "rank" and len(tsv) == 2
+
+
+def test_the_live_page_served_on_loopback_shows_the_runs_the_node_recorded(solo):
+    home, status, _ = solo
+    assert status["dashboard"].startswith("http://127.0.0.1:")
+    page = status["page"]
+    shown = sorted((r["id"], r["status"]) for r in page["recent"])
+    assert shown == sorted((r["id"], "keep") for r in arnode_json(home, "results", "--all"))
+    (track,) = page["tracks"]
+    assert track["title"] == "2 experiments, 2 kept" and track["leaderboard"][0]["runs"] == 2
+    assert page["status"]["workers"][0]["experiments"] == 2
 
 
 def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tmp_path):
@@ -176,7 +191,8 @@ def test_sigint_mid_experiment_records_it_as_killed_and_exits_cleanly(tmp_path):
     daemon = Daemon(home, "--listen", LOOPBACK, "--budget-seconds", "600")
     try:
         daemon.wait_ready()
-        wait_until(lambda: daemon.status()["workers"][0]["current"], 60, what="an experiment running")
+        current = wait_until(lambda: daemon.status()["workers"][0]["current"], 60, what="an experiment running")
+        assert current["phase"] in ("starting", "training")  # a 600 s budget is far from evaluating
         assert daemon.stop(timeout=60) == 0
     finally:
         daemon.kill()

@@ -104,7 +104,10 @@ def start(args: argparse.Namespace, home: Home) -> int:
 
 
 def _dashboard_port(args: argparse.Namespace, settings: Settings) -> int:
-    return settings.dashboard.port if args.dashboard is None else args.dashboard
+    port = settings.dashboard.port if args.dashboard is None else args.dashboard
+    if not 0 <= port <= 65535:
+        raise NodeError(f"dashboard port {port} is not a port (0-65535; 0 picks a free one)")
+    return port
 
 
 def _join_or_found_swarm(args: argparse.Namespace, home: Home, device: str) -> tuple[bytes, Policy]:

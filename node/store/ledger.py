@@ -197,6 +197,11 @@ class Ledger:
         for (raw,) in self._db.execute(query, (kind, kind)):
             yield decode(raw, _FAR_FUTURE_MS)
 
+    def recent(self, limit: int) -> list[Record]:
+        """The ``limit`` latest records, newest first."""
+        query = "SELECT raw.bytes FROM records JOIN raw USING (seq) ORDER BY ts_ms DESC, id DESC LIMIT ?"
+        return [decode(raw, _FAR_FUTURE_MS) for (raw,) in self._db.execute(query, (limit,))]
+
     def records_by_id(self, record_ids: list[bytes]) -> list[Record]:
         """Those of ``record_ids`` we hold, decoded, in (ts_ms, id) order within each chunk."""
         return [decode(raw, _FAR_FUTURE_MS) for raw in self.get_many(record_ids)]
