@@ -93,7 +93,7 @@ def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tm
     assert arnode_json(home, "best") == []  # the solo policy wants 4 runs before anything is verified
     rows = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))
     assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description"]
-    assert len(rows) == 3 and {(row[3], row[4]) for row in rows[1:]} == {("keep", "baseline")}
+    assert len(rows) == 3 and {(row[3], row[4]) for row in rows[1:]} == {("keep", "baseline: the default config")}
     png = tmp_path / "progress.png"
     done = arnode(home, "plot", "-o", str(png))
     assert done.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
