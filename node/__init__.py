@@ -8,8 +8,11 @@ Subpackages (each ``__init__`` maps its files):
 The application, at this level:
     daemon.py     one nursery owning the swarm, the research workers and the control socket
     control.py    the local control socket that `arnode status` and `arnode peers` ask
+    dashboard.py  the read-only live page (dashboard.html) that `arnode start` serves on 127.0.0.1
+    progress.py   the progress picture: every run, and the accepted best over time with its band
+    commands/     the `arnode` subcommands, one module per kind, imported only when run
     live.py       log lines and the live view on a terminal
-    report.py     the rows `arnode results`, `best`, `export` and `plot` show
+    report.py     the rows `arnode results`, `best` and `export` show
     home.py       where a node keeps its files
     settings.py   config.toml
     keyfile.py    the identity key on disk

@@ -18,6 +18,7 @@ import trio
 
 from node.clock import now_ms
 from node.control import serve_control
+from node.dashboard import Dashboard, serve_dashboard
 from node.errors import NodeError
 from node.home import Home
 from node.net.swarm import Swarm
@@ -45,6 +46,7 @@ class DaemonOptions:
     max_experiments: int | None
     llm_model: str | None = None  # overrides ARNODE_MODEL and the config
     sync_interval_s: float = 30.0
+    dashboard: tuple[str, int] | None = None  # (host, port) of the live page; port 0 picks a free one
 
 
 class Daemon:
@@ -60,6 +62,7 @@ class Daemon:
     ) -> None:
         self.home, self.identity, self.policy, self.options, self.ledger = home, identity, policy, options, ledger
         self.started = time.time()
+        self.dashboard_url: str | None = None
         self.track = track_for(options.device, policy.dataset, policy.budget_kind, policy.budget, policy.eval_version)
         self.swarm = Swarm(
             identity,
@@ -97,6 +100,9 @@ class Daemon:
             async with trio.open_nursery() as services:
                 await services.start(self.swarm.run)
                 await services.start(serve_control, self.home.control_socket, self.control_handlers())
+                if self.options.dashboard:
+                    dashboard = Dashboard(self.ledger, {"status": self.status, "peers": self.swarm.peers})  # read-only
+                    self.dashboard_url = await services.start(serve_dashboard, dashboard, *self.options.dashboard)
                 log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
                 if not self.ledger.is_member(self.identity.peer_id):
                     log.warning(
@@ -160,8 +166,9 @@ class Daemon:
             "gossip": dict(self.swarm.counters),  # the validators' verdicts: accepted, held, invalid, ...
             "records": len(self.ledger),
             "best": {"config": best.config, "val_bpb": best.evidence_mean, "runs": best.runs} if best else None,
-            "workers": [research.status.__dict__ for research in self.loops],
+            "workers": [research.describe() for research in self.loops],
             "listen": self.swarm.listen_addrs(),
+            "dashboard": self.dashboard_url,
         }
 
 

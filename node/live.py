@@ -2,6 +2,7 @@
 
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,12 @@ def setup_logging(log_file: Path, debug: bool, live: bool) -> None:
     root.handlers = [file_handler, stderr_handler]
     if not debug:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # the library reports peers' faults as its errors
+        stderr_handler.addFilter(_not_from_libp2p)
+
+
+def _not_from_libp2p(record: logging.LogRecord) -> bool:
+    """Parts of libp2p log through the root logger (e.g. "Error getting transport addresses"): file only."""
+    return f"{os.sep}libp2p{os.sep}" not in record.pathname
 
 
 async def run_with_view(daemon: Daemon) -> None:
@@ -76,10 +83,13 @@ def _worker_line(worker: dict, track: Track) -> Table:
         return line
     elapsed = time.time() - current["started"]
     label = f"{current['kind']} {current['config'][:10]} seed {current['seed']}"
-    if track.budget_kind == "seconds":
-        # startup and evaluation come on top of the budget, so this is a floor on the time left
+    phase = current.get("phase", "running")
+    if track.budget_kind == "seconds" and phase == "training":
+        # startup came before and evaluation comes after, so this is a floor on the time left
         bar = ProgressBar(total=track.budget, completed=min(elapsed, track.budget), width=30)
-        line.add_row(worker["name"], label, bar, f"{max(0, track.budget - elapsed):.0f} s left")
+        line.add_row(
+            worker["name"], label, phase, bar, f"{elapsed:.0f} s in, {max(0, track.budget - elapsed):.0f} s left"
+        )
     else:
-        line.add_row(worker["name"], label, f"{elapsed:.0f} s")
+        line.add_row(worker["name"], label, phase, f"{elapsed:.0f} s in")
     return line

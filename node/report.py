@@ -1,4 +1,4 @@
-"""What `arnode results`, `best`, `export` and `plot` show: rows derived from the ledger's views.
+"""What `arnode results`, `best` and `export` show: rows derived from the ledger's views.
 
 The holdout score (test_bpb) is shown here, to people, and nowhere else: the acceptance rule, the
 work chooser and the proposers never see it, so it stays an honest check on the validation split.
@@ -7,9 +7,9 @@ work chooser and the proposers never see it, so it stays an honest check on the 
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
+from node.progress import accepted_configs, run_status
 from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.config import PROFILES, ROOTS, default_config, diff_between
 from protocol.errors import ProtocolError
@@ -137,64 +137,26 @@ def _gap(scores: tuple[float, float] | None) -> float | None:
 def export_rows(records: Iterable[Record], views: Mapping[str, TrackView]) -> list[tuple[str, ...]]:
     """autoresearch's results.tsv rows: the record ID stands in for the commit."""
     rows = []
+    accepted = defaultdict(frozenset, {key: accepted_configs(view) for key, view in views.items()})
     for record in records:
         if record.kind != "result":
             continue
         body = record.body
-        view = views.get(record.track.key)
-        accepted = view is not None and any(s.config == body["config"] and s.accepted for s in view.leaderboard)
-        status = "crash" if body["outcome"] != "ok" else ("keep" if accepted else "discard")
+        status = run_status(body["outcome"], body["config"], accepted[record.track.key])
         score = f"{bpb(body['val_bpb']):.6f}" if body["val_bpb"] is not None else "0.000000"
         memory = body["metrics"]["peak_mem_mb"]
         memory_gb = f"{memory / 1024:.1f}" if memory is not None else "0.0"
-        description = " ".join((body["hypothesis"] or body["error"] or body["outcome"]).split())
         test = f"{bpb(body['test_bpb']):.6f}" if body["test_bpb"] is not None else "0.000000"
-        rows.append((record.hex_id[:12], score, memory_gb, status, description, test))
+        rows.append((record.hex_id[:12], score, memory_gb, status, " ".join(_description(body).split()), test))
     return rows
 
 
-def plot_progress(records: list[Record], views: Mapping[str, TrackView], path: Path) -> int:
-    """val_bpb over experiments per track, kept/discarded/crashed, with the running best; returns tracks drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tracks = sorted({r.track.key for r in records if r.kind == "result"})
-    figure, axes = plt.subplots(len(tracks) or 1, 1, figsize=(10, 4 * max(1, len(tracks))), squeeze=False)
-    for axis, track in zip(axes[:, 0], tracks, strict=False):
-        _plot_track(axis, [r for r in records if r.kind == "result" and r.track.key == track], views.get(track))
-        axis.set_title(track)
-    if not tracks:
-        axes[0, 0].set_title("no results yet")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return len(tracks)
-
-
-def _plot_track(axis, results: list[Record], view: TrackView | None) -> None:
-    accepted = {s.config for s in view.leaderboard if s.accepted} if view else set()
-    ok = [(i, bpb(r.body["val_bpb"]), r.body["config"] in accepted) for i, r in enumerate(results) if r.body["val_bpb"]]
-    crashed = [i for i, r in enumerate(results) if r.body["outcome"] != "ok"]
-    kept = [(i, value) for i, value, keep in ok if keep]
-    discarded = [(i, value) for i, value, keep in ok if not keep]
-    if discarded:
-        axis.scatter(*zip(*discarded, strict=True), color="0.6", s=14, label="discarded")
-    if kept:
-        axis.scatter(*zip(*kept, strict=True), color="tab:green", s=22, label="kept (accepted config)")
-    if ok:
-        top = max(value for _, value, _ in ok)
-        if crashed:
-            axis.scatter(crashed, [top] * len(crashed), color="tab:red", marker="x", s=20, label="crashed")
-        steps, running = [], float("inf")
-        for i, value, _ in ok:
-            running = min(running, value)
-            steps.append((i, running))
-        axis.step(*zip(*steps, strict=True), where="post", color="tab:blue", label="running best run")
-    axis.set_xlabel("experiment #")
-    axis.set_ylabel("val_bpb")
-    axis.legend(loc="upper right")
+def _description(body: Mapping[str, Any]) -> str:
+    """What was tried; a run that did not finish says how it ended first ("killed: ...")."""
+    tried = body["hypothesis"] or ("baseline" if body["config"] in ROOTS else "")
+    if body["outcome"] == "ok":
+        return tried or "ok"
+    return f"{body['outcome']}: " + "; ".join(part for part in (body["error"], tried) if part)
 
 
 def dumps(data: Any) -> str:

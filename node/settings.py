@@ -31,6 +31,12 @@ gpus = "all"
 model = ""
 base_url = ""
 
+[dashboard]
+# The read-only live page `arnode start` serves (--dashboard PORT, --no-dashboard). 127.0.0.1: this
+# machine only; bind another address only on a network you trust, the page has no login.
+host = "127.0.0.1"
+port = 8484
+
 [work]
 # Relative weights of the kinds of work once the baseline is measured.
 verify = 3.0    # re-run another author's candidate with a fresh seed
@@ -46,6 +52,12 @@ class LLMConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    host: str = "127.0.0.1"
+    port: int = 8484
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: str = "/ip4/0.0.0.0/tcp/4001"
     bootstrap_file: str = ""
@@ -53,6 +65,7 @@ class Settings:
     device: str = "auto"
     gpus: str = "all"
     llm: LLMConfig = field(default_factory=LLMConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     work: WorkWeights = field(default_factory=WorkWeights)
 
 

@@ -34,7 +34,18 @@ class Daemon:
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, str(ROOT / "cli.py"), "--home", str(home), "start", "--plain", *args]
+        # each test node serves its page on a free port, never on the default one a person may be using
+        argv = [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "--home",
+            str(home),
+            "start",
+            "--plain",
+            "--dashboard",
+            "0",
+            *args,
+        ]
         with open(home / "daemon.out", "ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=_env(env), cwd=home.parent)
 

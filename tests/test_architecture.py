@@ -5,6 +5,7 @@ loaded, so a forbidden import anywhere in the chain (direct or transitive) fails
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,42 @@ def test_a_layer_never_loads_what_lies_above_or_beside_it(package: str, forbidde
 def test_the_probe_sees_a_transitive_import() -> None:
     # the network layer must show up as loading libp2p, or the probe proves nothing
     assert "libp2p" in loaded_by("node.net")
+
+
+RUN_COMMAND = """
+import json, sys
+import cli
+code = cli.main(sys.argv[1:])
+print(json.dumps({"code": code, "loaded": sorted({name.split(".")[0] for name in sys.modules})}))
+"""
+
+HEAVY = {"libp2p", "openai", "pyarrow", "torch"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("results",), ("results", "--all"), ("best",), ("export", "--tsv"), ("plot", "-o", "progress.png"), ("status",)],
+)
+def test_a_read_only_command_never_loads_the_network_the_llm_client_or_the_trainer(command, tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, "--home", str(tmp_path / "home"), *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    ran = json.loads(done.stdout.splitlines()[-1])
+    assert ran["code"] == (2 if command == ("status",) else 0), done.stderr  # no daemon: one error line
+    assert HEAVY.isdisjoint(ran["loaded"]), sorted(HEAVY & set(ran["loaded"]))
+
+
+def test_the_command_probe_sees_a_heavy_import(tmp_path) -> None:
+    # `arnode init` loads libp2p to list its addresses: the probe must notice
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, "--home", str(tmp_path / "home"), "init", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "libp2p" in json.loads(done.stdout.splitlines()[-1])["loaded"]

@@ -2,7 +2,9 @@
 
 import csv
 import io
+import json
 import socket
+import urllib.request
 
 import pytest
 
@@ -22,6 +24,8 @@ def solo(tmp_path_factory):
         daemon.wait_ready()
         wait_until(lambda: daemon.experiments() >= 2, 300, interval=1, what="two experiments")
         status = daemon.status()
+        with urllib.request.urlopen(status["dashboard"] + "api/state", timeout=30) as answer:
+            status["page"] = json.loads(answer.read())
     finally:
         code = daemon.stop()
     assert code == 0, daemon.output()[-3000:]
@@ -76,16 +80,56 @@ def test_results_show_both_runs_in_every_format(solo):
     assert tsv[0].split("\t")[0] == "rank" and len(tsv) == 2
 
 
+def test_the_live_page_served_on_loopback_shows_the_runs_the_node_recorded(solo):
+    home, status, _ = solo
+    assert status["dashboard"].startswith("http://127.0.0.1:")
+    page = status["page"]
+    shown = sorted((r["id"], r["status"]) for r in page["recent"])
+    assert shown == sorted((r["id"], "keep") for r in arnode_json(home, "results", "--all"))
+    (track,) = page["tracks"]
+    assert track["title"] == "2 experiments, 2 kept" and track["leaderboard"][0]["runs"] == 2
+    assert page["status"]["workers"][0]["experiments"] == 2
+
+
 def test_best_names_the_baseline_once_verified_and_export_and_plot_work(solo, tmp_path):
     home, _, _ = solo
     assert arnode_json(home, "best") == []  # the solo policy wants 4 runs before anything is verified
     rows = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))
     assert rows[0] == ["commit", "val_bpb", "memory_gb", "status", "description", "test_bpb"]
     assert all(float(row[5]) > 0 for row in rows[1:])  # every run also scored the holdout
-    assert len(rows) == 3 and {row[3] for row in rows[1:]} == {"discard"}
+    assert len(rows) == 3 and {(row[3], row[4]) for row in rows[1:]} == {("keep", "baseline: the default config")}
     png = tmp_path / "progress.png"
     done = arnode(home, "plot", "-o", str(png))
     assert done.returncode == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "2 experiments, 2 kept" in done.stdout
+
+
+@pytest.mark.parametrize("prepare", [(), ("init",)])
+def test_read_commands_on_a_fresh_home_show_an_empty_ledger(tmp_path, prepare):
+    home = tmp_path / "node"
+    if prepare:
+        assert arnode(home, *prepare).returncode == 0
+    assert arnode_json(home, "results") == [] and arnode_json(home, "results", "--all") == []
+    assert arnode_json(home, "best") == []
+    assert arnode(home, "results").stdout.strip() == "no results yet"
+    assert arnode(home, "export", "--tsv").stdout.splitlines() == ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"]
+    done = arnode(home, "plot", "-o", str(tmp_path / "progress.png"))
+    assert done.returncode == 0 and "no experiments yet" in done.stdout
+
+
+def test_a_cpu_node_founds_a_token_budget_swarm_unless_asked_for_seconds(tmp_path):
+    for name, flags, budget in (
+        ("cpu", (), ("tokens", 3_000_000)),
+        ("timed", ("--budget-seconds", "60"), ("seconds", 60)),
+    ):
+        home = tmp_path / name
+        daemon = Daemon(home, "--listen", LOOPBACK, "--role", "peer", *flags)
+        try:
+            daemon.wait_ready()
+        finally:
+            assert daemon.stop() == 0
+        shown = arnode_json(home, "swarm", "show")
+        assert (shown["budget_kind"], shown["budget"]) == budget
 
 
 def error_of(done) -> str:
@@ -151,12 +195,15 @@ def test_sigint_mid_experiment_records_it_as_killed_and_exits_cleanly(tmp_path):
     daemon = Daemon(home, "--listen", LOOPBACK, "--budget-seconds", "600")
     try:
         daemon.wait_ready()
-        wait_until(lambda: daemon.status()["workers"][0]["current"], 60, what="an experiment running")
+        current = wait_until(lambda: daemon.status()["workers"][0]["current"], 60, what="an experiment running")
+        assert current["phase"] in ("starting", "training")  # a 600 s budget is far from evaluating
         assert daemon.stop(timeout=60) == 0
     finally:
         daemon.kill()
     records = arnode_json(home, "results", "--all")
     assert [(r["outcome"], r["error"]) for r in records] == [("killed", "stopped by the node before the run finished")]
+    (row,) = list(csv.reader(io.StringIO(arnode(home, "export", "--tsv").stdout), delimiter="\t"))[1:]
+    assert row[3] == "crash" and row[4].startswith("killed: stopped by the node")
 
 
 def test_a_daemon_killed_mid_experiment_publishes_no_half_result_and_restarts_with_its_ledger(tmp_path):

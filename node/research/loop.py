@@ -128,6 +128,13 @@ class ResearchLoop:
         if self._run is not None:
             self._run.stop()
 
+    def describe(self) -> dict[str, Any]:
+        """The worker's status; a running experiment with its phase (starting, training, evaluating)."""
+        described = dict(self.status.__dict__)
+        if self.status.current is not None and self._run is not None:
+            described["current"] = {**self.status.current, "phase": self._run.phase()}
+        return described
+
     async def run(self) -> None:
         while not self._stopping and (self.max_experiments is None or self.status.experiments < self.max_experiments):
             if not self.ledger.is_member(self.identity.peer_id):

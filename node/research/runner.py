@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ log = logging.getLogger("arnode.runner")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 STOP_GRACE_S = 5  # how long each of STOP_SIGNALS is given to end the child
+STEP_LINE = re.compile(r"^step \d+ \(\s*([\d.]+)%\)")  # the trainer's progress line: "step 00042 ( 16.7%) | ..."
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TrainerRun:
         self.spec, self.run_dir, self.timeout_s, self.env = spec, run_dir, timeout_s, env
         self.started = time.monotonic()
         self.last_line = ""
+        self._progress: list[tuple[float, float]] = []  # (monotonic time, budget fraction): first and latest seen
         self._stop = trio.CancelScope()
 
     def stop(self) -> None:
@@ -81,10 +84,26 @@ class TrainerRun:
                 buffer = (buffer + chunk)[-4096:]
                 lines = [line for line in buffer.decode("utf-8", "replace").splitlines() if line.strip()]
                 self.last_line = lines[-1].strip()[:ERROR_CHARS] if lines else self.last_line
+                self._note_progress(lines)
             return await process.wait()
         finally:
             with trio.move_on_after(len(STOP_SIGNALS) * STOP_GRACE_S + 1, shield=True):
                 await _terminate(process)
+
+    def _note_progress(self, lines: list[str]) -> None:
+        fractions = [float(match[1]) / 100 for line in lines if (match := STEP_LINE.match(line.strip()))]
+        if fractions and (not self._progress or fractions[-1] > self._progress[-1][1]):
+            self._progress = [*self._progress[:1], (time.monotonic(), fractions[-1])]
+
+    def phase(self) -> str:
+        """starting (imports, data, model), training, or evaluating. The trainer prints no line when its
+        budget is spent, so the end of training is its step lines' pace carried forward."""
+        if not self._progress:
+            return "starting"
+        (first_s, first), (last_s, last) = self._progress[0], self._progress[-1]
+        pace = (last - first) / (last_s - first_s) if last_s > first_s else 0.0
+        spent = last + pace * (time.monotonic() - last_s)
+        return "evaluating" if spent >= 1.0 else "training"
 
     def _finish(self, outcome: str, result: TrainResult | None, error: str, log_file: Path) -> TrainerOutcome:
         digest = hashlib.sha256(log_file.read_bytes() if log_file.exists() else b"").hexdigest()

@@ -118,20 +118,26 @@ class Ledger:
     # --- opening ---
 
     @classmethod
-    def open(cls, path: Path, policy: Policy) -> "Ledger":
-        """Open the ledger at ``path``, creating it if absent; a file that is not one is never touched."""
+    def open(cls, path: Path, policy: Policy, read_only: bool = False) -> "Ledger":
+        """Open the ledger at ``path``, creating it if absent; a file that is not one is never touched.
+
+        ``read_only`` is for readers beside a running daemon: SQLite's mode=ro, no integrity scan and
+        no journal change (the writer checks and sets those), and the file must exist.
+        """
         path = Path(path)
-        if not path.exists():
+        if not path.exists() and not read_only:
             _create(path)
         _check_header(path)
         try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+            mode = "ro" if read_only else "rw"
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None)
         except sqlite3.Error as err:
             raise LedgerError(f"cannot open ledger {path}: {err}") from None
         try:
-            _check_contents(db, path)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            _check_contents(db, path, integrity=not read_only)
+            if not read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA cache_size=-65536")  # 64 MB: random record IDs touch the whole ID index
             return cls(path, db, policy)
         except sqlite3.DatabaseError as err:
@@ -269,6 +275,11 @@ class Ledger:
         for author, row_kind, raw in self._db.execute(query, (kind, kind)):
             if self.roster.counts(author, row_kind):
                 yield decode(raw, _FAR_FUTURE_MS)
+
+    def recent(self, limit: int) -> list[Record]:
+        """The ``limit`` latest records, newest first."""
+        query = "SELECT raw.bytes FROM records JOIN raw USING (seq) ORDER BY ts_ms DESC, id DESC LIMIT ?"
+        return [decode(raw, _FAR_FUTURE_MS) for (raw,) in self._db.execute(query, (limit,))]
 
     def records_by_id(self, record_ids: list[bytes]) -> list[Record]:
         """Those of ``record_ids`` we hold, decoded, in (ts_ms, id) order within each chunk."""
@@ -514,8 +525,8 @@ def _check_header(path: Path) -> None:
         raise LedgerError(f"{path} is another program's SQLite database, not an arnode ledger; it was left untouched")
 
 
-def _check_contents(db: sqlite3.Connection, path: Path) -> None:
-    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+def _check_contents(db: sqlite3.Connection, path: Path, integrity: bool) -> None:
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")] if integrity else ["ok"]
     if problems != ["ok"]:
         raise LedgerError(f"ledger {path} is corrupt ({problems[0][:80]}); move it away to start a new one")
     row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()

@@ -40,8 +40,9 @@ def result(
     seed: int = 0,
     replicates: bytes | None = None,
     track: Track = TRACK,
+    failure: str = "crash",
 ) -> Record:
-    """A signed result of running ``base`` plus ``diff``; ``bpb=None`` records a crash."""
+    """A signed result of running ``base`` plus ``diff``; ``bpb=None`` records a ``failure``."""
     diff = diff or {}
     body = {
         "track": track.to_wire(),
@@ -49,7 +50,7 @@ def result(
         "diff": diff,
         "config": config_hash(apply(base, diff)),
         "seed": seed,
-        "outcome": "ok" if bpb is not None else "crash",
+        "outcome": "ok" if bpb is not None else failure,
         "val_bpb": round(bpb * 1_000_000) if bpb is not None else None,
         "metrics": METRICS,
         "hypothesis": "test",

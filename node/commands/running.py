@@ -1,0 +1,205 @@
+"""`arnode init`, `start` and `train`: the node itself, and one experiment run locally."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import multiaddr
+import trio
+
+import trainer
+from node.clock import now_ms
+from node.commands.swarm import adopt_swarm, swarm_of
+from node.daemon import Daemon, DaemonOptions, bootstrap_sources, workers_for
+from node.errors import NodeError
+from node.home import Home
+from node.keyfile import load_or_create_identity
+from node.live import run_with_view, setup_logging
+from node.net.addresses import shareable_addrs
+from node.net.bootstrap import parse_bootstrap_file
+from node.research.agent import load_program
+from node.settings import Settings, load_settings, write_default_settings
+from node.store.ledger import Ledger
+from node.swarmfile import create_swarm_file
+from protocol.config import apply
+from protocol.identity import Identity
+from protocol.policy import Policy
+from trainer import climbmix
+from trainer.hardware import resolve_device
+from trainer.spec import SpecError, build_spec, default_config_for, track_for
+
+# The budget a run gets when no flag and no swarm file says otherwise. A GPU trains for 300 s of
+# wall clock, as autoresearch does. A CPU or MPS box trains for a number of tokens instead: its
+# wall clock measures whatever else the machine is doing (on a busy 2-core box the same config
+# scattered 37x wider than on a GPU), while a token budget measures only the config and compares
+# every CPU box with every other. The small profile trains ~4.5k tokens per CPU-second on one
+# server core; a laptop's cores make that ~10k tokens/s, so 3M tokens take about five minutes.
+GPU_BUDGET = ("seconds", 300)
+CPU_BUDGET = ("tokens", 3_000_000)
+
+
+def default_budget(device: str) -> tuple[str, int]:
+    return GPU_BUDGET if resolve_device(device) == "cuda" else CPU_BUDGET
+
+
+def _prepare(home: Home) -> tuple[Identity, Settings]:
+    """What a node needs, created on first use and never overwritten: identity, config, program.md."""
+    home.ensure()
+    identity = load_or_create_identity(home.identity_file)
+    write_default_settings(home.config_file)
+    load_program(home.program_file)
+    return identity, load_settings(home.config_file)
+
+
+def init(args: argparse.Namespace, home: Home) -> int:
+    identity, settings = _prepare(home)
+    addrs = [f"{addr}/p2p/{identity.peer_id}" for addr in shareable_addrs(settings.listen)]
+    if args.json:
+        print(json.dumps({"peer_id": identity.peer_id, "multiaddrs": addrs}))
+        return 0
+    print(f"peer id: {identity.peer_id}")
+    print(f"home:    {home.config_dir}")
+    print("to join a swarm, send your peer id to one of its admins, who runs `arnode swarm invite <peer id>`")
+    print("peers put one of these in their bootstrap_peers.txt:")
+    for addr in addrs:
+        print(f"  {addr}")
+    return 0
+
+
+def start(args: argparse.Namespace, home: Home) -> int:
+    identity, settings = _prepare(home)
+    listen = args.listen or settings.listen
+    try:
+        multiaddr.Multiaddr(listen)
+    except ValueError as err:
+        raise NodeError(f"listen address {listen!r} is not a multiaddr: {err}") from None
+    device = args.device or settings.device
+    if device == "cuda" and resolve_device("auto") != "cuda":
+        raise NodeError("--device cuda was asked for but no NVIDIA GPU is visible; use --device cpu or auto")
+    device = resolve_device(device)  # once, here: the track, the workers and every trainer get the same device
+    psk, policy = _join_or_found_swarm(args, home, device, identity)
+    if not policy.admins:
+        print(
+            "arnode: warning: this swarm file names no admins (it predates member rosters): every holder of its key"
+            " counts as a member; make a new one with `arnode swarm new-key` to admit members one by one",
+            file=sys.stderr,
+        )
+    if policy.dataset == "climbmix":
+        _fetch_validation_shard(home)
+    bootstrap: list[str] = []
+    for path in bootstrap_sources(args.bootstrap, settings, home):
+        addrs, warnings = parse_bootstrap_file(path)
+        bootstrap += addrs
+        for warning in warnings:
+            print(f"arnode: warning: {warning}", file=sys.stderr)
+    options = DaemonOptions(
+        listen=listen,
+        bootstrap=bootstrap,
+        device=device,
+        workers=[] if args.role == "peer" else workers_for(device, args.gpus or settings.gpus),
+        max_experiments=args.max_experiments,
+        llm_model=args.llm_model,
+        sync_interval_s=args.sync_interval,
+        dashboard=None if args.no_dashboard else (settings.dashboard.host, _dashboard_port(args, settings)),
+    )
+    live = sys.stderr.isatty() and not args.plain
+    setup_logging(home.log_file, args.debug, live)
+    with Ledger.open(home.ledger_file, policy) as ledger:
+        daemon = Daemon(home, identity, psk, policy, settings, options, ledger)
+        trio.run(run_with_view if live else Daemon.run, daemon)
+    return 0
+
+
+def _dashboard_port(args: argparse.Namespace, settings: Settings) -> int:
+    port = settings.dashboard.port if args.dashboard is None else args.dashboard
+    if not 0 <= port <= 65535:
+        raise NodeError(f"dashboard port {port} is not a port (0-65535; 0 picks a free one)")
+    return port
+
+
+def _join_or_found_swarm(args: argparse.Namespace, home: Home, device: str, founder: Identity) -> tuple[bytes, Policy]:
+    """The swarm in --swarm-key or the home; with none, found a solo swarm from the flags and save it."""
+    budget_kind, budget = _budget(args)
+    if args.swarm_key or home.swarm_file.exists():
+        psk, policy, path = swarm_of(args, home)
+        asked = (budget_kind or policy.budget_kind, budget or policy.budget, args.dataset or policy.dataset)
+        if asked != (policy.budget_kind, policy.budget, policy.dataset):
+            raise NodeError(
+                f"swarm file {path} fixes runs at {policy.budget} {policy.budget_kind} on {policy.dataset}; "
+                "drop the budget/dataset flags, or use another --home for other runs"
+            )
+        adopt_swarm(home, psk, policy, path)
+        return psk, policy
+    if budget_kind is None:
+        budget_kind, budget = default_budget(device)
+    policy = Policy(
+        name="solo",
+        min_authors=1,
+        budget_kind=budget_kind,
+        budget=budget,
+        dataset=args.dataset or "shakespeare",
+        admins=(founder.peer_id,),  # a founder is its own admin: zero-config
+        created_ms=now_ms(),
+    )
+    psk = create_swarm_file(home.swarm_file, policy)
+    print(
+        f"founded solo swarm {policy.swarm_id} ({policy.budget} {policy.budget_kind} a run) in {home.swarm_file};"
+        " share that file to invite others"
+    )
+    return psk, policy
+
+
+def _fetch_validation_shard(home: Home) -> None:
+    """Offline, say so once here rather than in every experiment's crash record."""
+    print("checking the climbmix validation shard (downloaded once into the cache)...", file=sys.stderr)
+    try:
+        climbmix.download(climbmix.VAL_SHARD, home.data_cache / "climbmix")
+    except climbmix.DataError as err:
+        raise NodeError(f"climbmix data: {err}") from None
+
+
+def _budget(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """The budget the flags ask for, (None, None) when none does."""
+    for kind, value in (("seconds", args.budget_seconds), ("tokens", args.budget_tokens), ("steps", args.max_steps)):
+        if value is not None:
+            if value <= 0:
+                raise NodeError(f"the {kind} budget must be positive, not {value}")
+            return kind, value
+    return None, None
+
+
+def train(args: argparse.Namespace, home: Home) -> int:
+    """Run one experiment locally: the device's default config plus ``--diff``, in a trainer subprocess."""
+    try:
+        diff = json.loads(args.diff) if args.diff else {}
+    except json.JSONDecodeError as err:
+        raise NodeError(f"--diff is not JSON: {err}") from None
+    device = resolve_device(args.device)
+    config = apply(default_config_for(device), diff, strict=False)
+    budget_kind, budget = _budget(args)
+    if budget_kind is None:
+        budget_kind, budget = default_budget(device)
+    home.ensure()
+    with tempfile.TemporaryDirectory(prefix="arnode-train-") as scratch:
+        try:
+            track = track_for(device, args.dataset, budget_kind, budget)
+            spec = build_spec(config, track, device, home.data_cache, home.cache_dir)
+        except SpecError as err:
+            raise NodeError(str(err)) from None
+        spec_file, result_file = Path(scratch) / "spec.json", Path(scratch) / "result.json"
+        spec_file.write_text(json.dumps(spec))
+        package_root = str(Path(trainer.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        command = [sys.executable, "-m", "trainer", "--spec", str(spec_file), "--out", str(result_file)]
+        # with --json the trainer's log goes to stderr, so stdout carries only the result
+        done = subprocess.run(command, env=env, stdout=sys.stderr if args.json else None)
+        if done.returncode != 0 or not result_file.exists():
+            raise NodeError(f"the trainer failed with exit code {done.returncode}")
+        result = json.loads(result_file.read_text())
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    return 0 if result["outcome"] == "ok" else 1

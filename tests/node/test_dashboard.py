@@ -1,0 +1,120 @@
+"""The live page in a real headless Chromium: it loads, shows what the node records, and updates itself."""
+
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import trio
+
+from node.daemon import Daemon, DaemonOptions
+from node.home import Home
+from node.settings import Settings
+from node.store.ledger import Ledger
+from protocol.identity import Identity
+from protocol.policy import Policy
+from tests.node.store.test_ledger import T0, person, result
+
+pytestmark = pytest.mark.process  # a real node and a real browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+SEEN_WITHIN_S = 30  # the page polls every 2 s
+
+
+def open_browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+
+
+def record_ids_shown(browser) -> list[str]:
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#recent td.record-id')].map((cell) => cell.textContent)"
+    )
+
+
+async def wait_for(check, what: str, in_browser: bool = True):
+    """``check()``'s first truthy answer; browser calls block, so they run in a thread (not the node's)."""
+    with trio.move_on_after(SEEN_WITHIN_S):
+        while not (found := await trio.to_thread.run_sync(check) if in_browser else check()):
+            await trio.sleep(0.25)
+        return found
+    raise AssertionError(f"never saw {what}")
+
+
+@contextmanager
+def peer_daemon(home: Home) -> Iterator[Daemon]:
+    """A real daemon that runs no experiments, its page on a free port of 127.0.0.1."""
+    options = DaemonOptions(
+        listen="/ip4/127.0.0.1/tcp/0",
+        bootstrap=[],
+        device="cpu",
+        workers=[],
+        max_experiments=None,
+        dashboard=("127.0.0.1", 0),
+    )
+    home.ensure()
+    policy = Policy()
+    with Ledger.open(home.ledger_file, policy) as ledger:
+        yield Daemon(home, Identity.generate(), bytes(32), policy, Settings(), options, ledger)
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+def test_the_page_shows_each_new_record_without_a_reload(tmp_path):
+    with peer_daemon(Home.locate(tmp_path / "node")) as daemon:
+        trio.run(show_records_to_a_browser, daemon)
+
+
+async def show_records_to_a_browser(daemon: Daemon) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon.run)
+        url = await wait_for(lambda: daemon.dashboard_url, "the page's address", in_browser=False)
+        browser = await trio.to_thread.run_sync(open_browser)
+        try:
+            await trio.to_thread.run_sync(browser.get, url)
+            await trio.to_thread.run_sync(browser.execute_script, "window.loadedOnce = true")
+            await wait_for(lambda: "no results yet" in browser.page_source, "an empty leaderboard")
+            for n in range(2):
+                record = result(person(n), T0 + n, bpb=2.0 + n / 100, seed=n, track=daemon.track)
+                assert daemon.ledger.add(record.raw) is not None  # as if a peer's run just arrived
+                await wait_for(lambda r=record: r.hex_id[:10] in record_ids_shown(browser), f"record {n}")
+            assert await trio.to_thread.run_sync(browser.execute_script, "return window.loadedOnce") is True
+            picture = await wait_for(
+                lambda: browser.execute_script(
+                    "const img = document.getElementById('progress');"
+                    "return img.complete && img.naturalWidth > 0 && img.src.endsWith('records=2') && img.src"
+                ),
+                "the progress picture of both runs",
+            )
+            assert "2 experiments, 2 kept" in browser.page_source
+        finally:
+            await trio.to_thread.run_sync(browser.quit)
+        png = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(picture).read())
+        assert png[:4] == b"\x89PNG"
+        nursery.cancel_scope.cancel()
+
+
+def test_a_busy_port_costs_the_page_not_the_node(tmp_path):
+    with peer_daemon(Home.locate(tmp_path / "node")) as daemon:
+        trio.run(serve_on_a_taken_port, daemon)
+
+
+async def serve_on_a_taken_port(daemon: Daemon) -> None:
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon.options = DaemonOptions(**{**daemon.options.__dict__, "dashboard": taken.getsockname()})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(daemon.run)
+            await wait_for(lambda: daemon.swarm.listen_addrs(), "the node listening", in_browser=False)
+            assert daemon.dashboard_url is None
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,86 @@
+"""The progress picture draws the accepted best, never the luckiest run, and failures at the bottom edge."""
+
+import random
+
+import pytest
+
+from node import progress
+from node.store.ledger import Ledger
+from protocol.policy import Policy
+from tests.node.store.test_ledger import T0, TRACK, person, result
+
+POLICY = Policy(min_runs=4, min_authors=1)
+
+
+def picture(tmp_path, records) -> progress.TrackProgress:
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", POLICY)
+    try:
+        for record in records:
+            ledger.add(record.raw, now_ms=T0 + 10**9)
+        (track,) = progress.ledger_progress({TRACK.key: ledger.runs(TRACK.key)}, ledger.assess(), POLICY)
+    finally:
+        ledger.close()
+    return track
+
+
+def noise(count: int, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [2.0 + rng.gauss(0, 0.002) for _ in range(count)]
+
+
+def drawn(track: progress.TrackProgress):
+    figure = progress.figure([track])
+    figure.canvas.draw()  # lay out the ticks
+    (axis,) = figure.axes
+    return axis, {c.get_label(): c for c in axis.collections}, {line.get_label(): line for line in axis.lines}
+
+
+def test_seed_noise_alone_never_moves_the_best_line(tmp_path):
+    # runs of the default config only, the later ones luckier and luckier: a running-minimum staircase
+    values = sorted(noise(10), reverse=True)
+    track = picture(tmp_path, [result(person(0), T0 + i, bpb=v, seed=i) for i, v in enumerate(values)])
+    assert [(step.experiment, step.config) for step in track.best] == [(4, track.best[0].config)]
+    axis, _, lines = drawn(track)
+    assert len(set(lines["accepted best"].get_ydata())) == 1
+    assert track.title == "10 experiments, 10 kept" and axis.get_title().startswith(track.title)
+
+
+def test_a_real_gain_steps_the_line_down_once_it_is_verified(tmp_path):
+    parent = [result(person(0), T0 + i, bpb=v, seed=i) for i, v in enumerate(noise(4))]
+    child = [result(person(0), T0 + 10 + i, {"depth": 10}, bpb=v - 0.05, seed=i) for i, v in enumerate(noise(6, 2))]
+    track = picture(tmp_path, parent + child)
+    first, second = track.best
+    assert first.experiment == 4 and second.mean == pytest.approx(1.95, abs=0.005)
+    assert second.experiment == 8  # not before the child is verified: its 4th run
+    assert second.band == pytest.approx(2 * POLICY.sigma_floor_ubpb / 1e6 / 5**0.5, rel=0.5)
+    assert track.kept == 10
+
+
+def test_failed_and_killed_runs_sit_on_the_bottom_edge_and_candidates_are_marked(tmp_path):
+    runs = [result(person(0), T0 + i, bpb=v, seed=i) for i, v in enumerate(noise(4))]
+    runs += [
+        result(person(0), T0 + 10, {"depth": 10}, bpb=1.9),  # a lone run far ahead: a candidate
+        result(person(0), T0 + 11, {"depth": 6}, bpb=None),
+        result(person(0), T0 + 12, {"depth": 12}, bpb=None, failure="killed"),
+    ]
+    track = picture(tmp_path, runs)
+    assert [(p.status, p.candidate) for p in track.points[4:]] == [
+        ("discard", True),
+        ("crash", False),
+        ("crash", False),
+    ]
+    axis, scatters, _ = drawn(track)
+    for outcome, experiment in (("crash", 6), ("killed", 7)):
+        marks = scatters[outcome]
+        assert marks.get_offset_transform() == axis.get_xaxis_transform()  # y in axes fractions, not in bpb
+        assert marks.get_offsets().tolist() == [[experiment, progress.FAILURE_STRIP / 2]]
+    assert scatters["crash"].get_paths() != scatters["killed"].get_paths()
+    assert scatters["candidate (to verify)"].get_offsets().tolist() == [[5, 1.9]]
+    assert all(float(tick).is_integer() for tick in axis.get_xticks())
+
+
+def test_an_empty_ledger_draws_an_empty_picture(tmp_path):
+    figure = progress.figure([])
+    assert figure.axes[0].get_title() == "no experiments yet"
+    progress.draw([], tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
