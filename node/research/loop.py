@@ -27,7 +27,7 @@ from node.research.agent import (
 from node.research.runner import TrainerOutcome, TrainerRun
 from node.research.work import WorkWeights, choose_work
 from node.store.ledger import Ledger
-from protocol.acceptance import TrackView, bpb
+from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.announce import Claim
 from protocol.config import Config, config_hash, default_config
 from protocol.errors import ProtocolError
@@ -182,7 +182,7 @@ class ResearchLoop:
                 raise
             why = f"{work.kind}: re-run {target.config[:10]} with a fresh seed"
             return Plan(work.kind, config, target.parent, dict(target.diff), why, "builtin", target.discovery)
-        ctx = self._context(view, {c.config for c in claims})
+        ctx = self._context(view, work.target, {c.config for c in claims})
         proposal: Proposal = await trio.to_thread.run_sync(self.proposer.propose, ctx, rng, abandon_on_cancel=True)
         if proposal.fell_back_reason:
             log.warning(
@@ -210,9 +210,9 @@ class ResearchLoop:
         text = f"{self.identity.peer_id}/{self.status.name}/{runs}/{self.status.experiments}"
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
-    def _context(self, view: TrackView | None, claimed: set[str]) -> AgentContext:
-        best = view.best if view else None
-        best_hash = best.config if best else self.root
+    def _context(self, view: TrackView, parent: ConfigStats, claimed: set[str]) -> AgentContext:
+        """What the proposer reads to explore from ``parent``, the config the work chooser picked."""
+        best, best_hash = parent, parent.config
         runs = self.ledger.runs(self.track.key)  # columns only: cheap even at 100k records
         done = {run.config for run in runs if run.outcome != "killed"}
         recent_ids = [run.id for run in reversed(runs) if run.parent == best_hash][:RECENT_RESULTS]
@@ -227,9 +227,9 @@ class ResearchLoop:
             best_config=self.ledger.resolve_config(best_hash),
             best_hash=best_hash,
             best_stats=best,
-            parent_config=self.ledger.resolve_config(best.parent) if best and not best.is_default else None,
-            sigma=view.sigma if view else None,
-            leaderboard=view.leaderboard[:LEADERBOARD_HEAD] if view else (),
+            parent_config=None if best.is_default else self.ledger.resolve_config(best.parent),
+            sigma=view.sigma,
+            leaderboard=view.leaderboard[:LEADERBOARD_HEAD],
             recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),

@@ -26,7 +26,7 @@ class WorkWeights:
 @dataclass(frozen=True)
 class Work:
     kind: str  # baseline, verify, noise, explore
-    target: ConfigStats | None = None  # the config re-run by verify and noise
+    target: ConfigStats | None = None  # the config re-run by verify and noise, or the parent explore starts from
 
     @property
     def is_replication(self) -> bool:
@@ -46,13 +46,14 @@ def choose_work(
     stats = {s.config: s for s in view.leaderboard} if view else {}
     if _needs_my_runs(stats.get(root), me, policy):
         return Work("baseline")
-    options: list[tuple[float, Work]] = [(weights.explore, Work("explore"))]
+    explore = Work("explore", view.best or stats[root])
+    options: list[tuple[float, Work]] = [(weights.explore, explore)]
     candidates = [c for c in view.candidates if c.config not in claimed_by_others and _may_verify(c, me, policy)]
     if candidates:
         options.append((weights.verify, Work("verify", candidates[0])))
     if view.best is not None and view.sigma_df < NOISE_DF_TARGET:
         options.append((weights.noise, Work("noise", view.best)))
-    options = [(weight, work) for weight, work in options if weight > 0] or [(1.0, Work("explore"))]
+    options = [(weight, work) for weight, work in options if weight > 0] or [(1.0, explore)]
     return rng.choices([work for _, work in options], weights=[weight for weight, _ in options])[0]
 
 
