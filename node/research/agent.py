@@ -66,6 +66,14 @@ class OpenHypothesis:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """One config tried on the track, by any node: its mean val_bpb over ok runs, None if it only failed."""
+
+    config: Config  # full config
+    val_bpb: float | None
+
+
+@dataclass(frozen=True)
 class AgentContext:
     """Everything a proposer may read; the research loop builds it from the ledger."""
 
@@ -79,6 +87,7 @@ class AgentContext:
     recent: tuple[PastResult, ...] = ()  # results from the best config as parent, newest first
     hypotheses: tuple[OpenHypothesis, ...] = ()
     tried: frozenset[str] = field(default_factory=frozenset)  # config hashes run or claimed on the track
+    observations: tuple[Observation, ...] = ()  # every config tried on the track whose lineage resolves
     program: str = DEFAULT_PROGRAM
 
 

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import openai
 
 from node.errors import NodeError
-from node.research.agent import AgentContext, Proposal, clean_hypothesis
-from node.research.builtin_proposer import BuiltinProposer
+from node.research.agent import AgentContext, Proposal, Proposer, clean_hypothesis
 from node.research.llm_prompt import SYSTEM_PROMPT, retry_prompt, user_prompt
+from node.research.model_proposer import ModelProposer
 from protocol.config import KNOB, apply, config_hash, diff_between
 from protocol.errors import ConfigError
 
@@ -95,9 +95,9 @@ class GiveUp(Exception):
 class LLMProposer:
     """Synchronous: the daemon runs ``propose`` in a worker thread. Never raises for the server's faults."""
 
-    def __init__(self, settings: LLMSettings, fallback: BuiltinProposer | None = None) -> None:
+    def __init__(self, settings: LLMSettings, fallback: Proposer | None = None) -> None:
         self.settings = settings
-        self.fallback = fallback or BuiltinProposer()
+        self.fallback = fallback or ModelProposer()
         self.model = settings.model or (None if settings.base_url else OPENAI_MODEL)
         self.client = openai.OpenAI(
             base_url=settings.base_url,
@@ -243,6 +243,6 @@ def _brief(text: str) -> str:
     return " ".join(str(text).split())[:200]
 
 
-def make_proposer(settings: LLMSettings) -> BuiltinProposer | LLMProposer:
-    """The LLM proposer when a key or a base URL is set, else the built-in one."""
-    return LLMProposer(settings) if settings.enabled else BuiltinProposer()
+def make_proposer(settings: LLMSettings) -> ModelProposer | LLMProposer:
+    """The LLM proposer when a key or a base URL is set, else the built-in model-based one."""
+    return LLMProposer(settings) if settings.enabled else ModelProposer()

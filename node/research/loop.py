@@ -17,6 +17,7 @@ from node.clock import now_ms
 from node.home import Home
 from node.research.agent import (
     AgentContext,
+    Observation,
     OpenHypothesis,
     PastResult,
     Proposal,
@@ -45,6 +46,7 @@ UNTIMED_LIMIT_S = 4 * 3600  # hard limit for token and step budgets, whose durat
 CLAIM_MARGIN_S = 120
 RECENT_RESULTS = 20
 LEADERBOARD_HEAD = 10
+OBSERVATIONS = 500  # configs the model-based proposer learns from, best evidence first
 MAX_SEED = 2**31 - 1
 RETRY_S = 60
 
@@ -233,8 +235,19 @@ class ResearchLoop:
             recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),
+            observations=self._observations(view),
             program=load_program(self.home.program_file),
         )
+
+    def _observations(self, view: TrackView) -> tuple[Observation, ...]:
+        """Every config on the track whose lineage resolves, with its mean over ok runs (None: only failed)."""
+        found = []
+        for stats in view.leaderboard[:OBSERVATIONS]:
+            try:
+                found.append(Observation(self.ledger.resolve_config(stats.config), stats.mean))
+            except ProtocolError:
+                continue  # a broken or missing lineage: nothing to learn from
+        return tuple(found)
 
 
 @dataclass(frozen=True)
