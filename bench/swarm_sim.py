@@ -144,7 +144,7 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
     best = view.best if view else None
     root = {s.config: s for s in view.leaderboard}[ROOT]
     accepted = [s for s in view.leaderboard if s.accepted and not s.is_default]
-    false = sum(truth.true_bpb[s.config] >= truth.true_bpb[s.parent] for s in accepted)
+    false = sum(truth.true_bpb[s.config] >= truth.true_bpb[s.reference] for s in accepted)
     if best is None:
         return Outcome(0.0, 0.0, 0, 0), records
     real = (BASE_BPB - truth.true_bpb[best.config]) / SIGMA
