@@ -99,7 +99,7 @@ class Truth:
         return round(self.rng.gauss(self.true_bpb[config], noise) * UBPB)
 
 
-def events(nodes: int, runs: int, rng: random.Random) -> Callable[[], int]:
+def events(nodes: int, rng: random.Random) -> Callable[[], int]:
     """A clock of run ends: which node finishes next; nodes start a fresh run as soon as one ends."""
     queue = [(rng.uniform(0, 0.01), node) for node in range(nodes)]
     heapq.heapify(queue)
@@ -120,9 +120,11 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
     records: list[Run] = []
     running: dict[int, tuple[str, str, dict, bytes | None]] = {}  # node -> (config, parent, diff, replicates)
     view: TrackView | None = None
-    clock = events(nodes, runs, rng)
-    for step in range(runs + nodes):
+    clock = events(nodes, rng)
+    step = 0
+    while len(records) < runs:
         node = clock() if step >= nodes else step
+        step += 1
         if node in running:  # its run ends: the result is everyone's at once
             config, parent, diff, replicates = running.pop(node)
             run_id = hashlib.sha256(f"{seed}/{step}".encode()).digest()
@@ -160,9 +162,11 @@ def simulate_greedy(regime: Regime, seed: int, runs: int, nodes: int, noise: flo
     best: tuple[int, str] | None = None  # (val_bpb, config) of the best single run
     baseline = accepted = false = 0
     done = 0
-    clock = events(nodes, runs, rng)
-    for step in range(runs + nodes):
+    clock = events(nodes, rng)
+    step = 0
+    while done < runs:
         node = clock() if step >= nodes else step
+        step += 1
         if node in running:
             config, parent = running.pop(node)
             value = truth.measure(config, noise)
