@@ -9,7 +9,7 @@ of the search. Each search's final best is then re-run with fresh seeds, so the 
 quality and not the luck of its best run. Printed: per proposer, the mean of those re-runs over
 search seeds, the spread between searches, and the seed-noise band of one re-run.
 
-    python -m bench.proposers [--seeds 3] [--experiments 30] [--reruns 4] [--tokens 4096]
+    python -m bench.proposers [--seeds 3] [--experiments 30] [--reruns 4] [--tokens 4096] [--proposers random,model]
 """
 
 import argparse
@@ -57,14 +57,14 @@ async def search(proposer: str, seed: int, experiments: int, tokens: int, root: 
 
 
 async def main(args: argparse.Namespace) -> None:
-    finals: dict[str, list[float]] = {name: [] for name in PROPOSERS}
+    finals: dict[str, list[float]] = {name: [] for name in args.proposers.split(",")}
     noise: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         print(f"{args.experiments} experiments per search of {args.tokens} tokens each, best re-run {args.reruns}x")
         print(f"{'seed':<6}{'proposer':<10}{'search best':>12}{'re-run mean':>13}{'re-run sd':>11}", flush=True)
         for seed in range(args.seeds):
-            for name in PROPOSERS:
+            for name in finals:
                 best, best_bpb = await search(name, seed, args.experiments, args.tokens, root)
                 reruns = [
                     await val_bpb({**best, "seed": RERUN_SEED_BASE + i}, args.tokens, root) for i in range(args.reruns)
@@ -79,8 +79,9 @@ async def main(args: argparse.Namespace) -> None:
     for name, values in finals.items():
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"{name:<10}{statistics.mean(values):>16.4f}{spread:>13.4f}{len(values):>10}")
-    gain = statistics.mean(finals["random"]) - statistics.mean(finals["model"])
-    print(f"model beats random by {gain:.4f} bpb ({gain / band:.1f}x the noise band)")
+    if finals.get("random") and finals.get("model"):
+        gain = statistics.mean(finals["random"]) - statistics.mean(finals["model"])
+        print(f"model beats random by {gain:.4f} bpb ({gain / band:.1f}x the noise band)")
 
 
 if __name__ == "__main__":
@@ -89,4 +90,5 @@ if __name__ == "__main__":
     parser.add_argument("--experiments", type=int, default=30)
     parser.add_argument("--reruns", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=4096, help="training tokens per experiment")
+    parser.add_argument("--proposers", default=",".join(PROPOSERS), help="comma-separated, run in this order")
     trio.run(main, parser.parse_args())

@@ -51,11 +51,11 @@ class ModelProposer:
             return self.fallback.propose(ctx, rng)
         features = Features(ctx.best_config, [o.config for o in ctx.observations])
         weights = _posterior_draw(features, ctx.observations, rng)
-        singles = self._untried(ctx, single_changes(ctx.best_config))
-        singles.sort(key=lambda proposal: features.predict(weights, proposal.diff))
-        # pairs only of single changes the draw expects to help: two guesses at once are rarely worth a run
-        pool = [p.diff for p in singles[:PAIR_POOL] if features.predict(weights, p.diff) < 0]
-        candidates = singles + self._untried(ctx, [*_pairs(pool), *_other_moves(ctx)])
+        singles = sorted(single_changes(ctx.best_config), key=lambda diff: features.predict(weights, diff))
+        # pairs of the single changes the draw expects to help most, tried or not: two guesses at once
+        # are rarely worth a run, but a known good change plus a promising one often is
+        pool = [diff for diff in singles[:PAIR_POOL] if features.predict(weights, diff) < 0]
+        candidates = self._untried(ctx, [*singles, *_pairs(pool), *_other_moves(ctx)])
         if not candidates:
             return self.fallback.propose(ctx, rng)
         chosen = min(candidates, key=lambda proposal: features.predict(weights, proposal.diff))
