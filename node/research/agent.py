@@ -92,13 +92,22 @@ class AgentContext:
 
 
 @dataclass(frozen=True)
+class Idea:
+    """An experiment a proposer ranked below the one it chose: published as a hypothesis for any node."""
+
+    diff: Config  # against ctx.best_config
+    rationale: str
+
+
+@dataclass(frozen=True)
 class Proposal:
     diff: Config  # against ctx.best_config; config knobs only, never the seed
     config: Config  # the full config to run
     config_hash: str
     hypothesis: str
-    proposer: str  # "builtin" or the model's name
+    proposer: str  # "builtin", "model" or the LLM's name
     fell_back_reason: str | None = None  # why the LLM's answer was not used, when it was not
+    alternatives: tuple[Idea, ...] = ()  # valid, untried ideas ranked next, best first
 
 
 class ProposerExhausted(NodeError):

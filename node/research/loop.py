@@ -17,6 +17,7 @@ from node.clock import now_ms
 from node.home import Home
 from node.research.agent import (
     AgentContext,
+    Idea,
     Observation,
     OpenHypothesis,
     PastResult,
@@ -125,6 +126,10 @@ class ResearchLoop:
             return None
         self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
+        for idea in plan.ideas:  # what the proposer ranked next: any node may run it while we run this
+            await self.swarm.publish(
+                sign(self.identity, "hypothesis", plan.hypothesis_body(self.track, idea), now_ms())
+            )
         spec = build_spec(plan.config, self.track, self.device, self.home.data_cache, self.home.cache_dir)
         run_dir = self.home.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.config_hash[:8]}-{plan.config['seed']}"
         self._run = TrainerRun(spec, run_dir, self._timeout_s(), self.env)
@@ -193,7 +198,10 @@ class ResearchLoop:
                 proposal.fell_back_reason,
             )
         config = {**proposal.config, "seed": seed}
-        return Plan("explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer)
+        return Plan(
+            "explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer,
+            ideas=proposal.alternatives,
+        )  # fmt: skip
 
     def _running_claims(self, now_ms: int) -> list[Claim]:
         """Live claims on our track whose claimant has not published a result for them since."""
@@ -261,6 +269,7 @@ class Plan:
     hypothesis: str
     proposer: str
     replicates: bytes | None = None
+    ideas: tuple[Idea, ...] = ()  # ranked next by the proposer: published as hypotheses on the same parent
 
     @property
     def config_hash(self) -> str:
@@ -273,6 +282,9 @@ class Plan:
             "seed": self.config["seed"],
             "hypothesis": self.hypothesis,
         }
+
+    def hypothesis_body(self, track: Track, idea: Idea) -> dict[str, Any]:
+        return {"track": track.to_wire(), "parent": self.parent, "diff": idea.diff, "rationale": idea.rationale}
 
     def body(self, track: Track, outcome: TrainerOutcome) -> dict[str, Any]:
         result = outcome.result or {}

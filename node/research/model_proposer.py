@@ -5,11 +5,12 @@ regression on each knob's change from the parent explored from (log scale for ra
 linear and a squared term per numeric knob, one indicator per categorical value). Failed configs
 count as results worse than any that ran, so the model steers away from them. The candidates are
 the built-in proposer's moves (every single-knob grid step, pairs of the most promising ones, the
-extension of the last change, recombinations, peers' open hypotheses), never a tried or claimed
-config. One draw of the model's weights from their posterior (Thompson sampling) scores them all
-and the lowest predicted val_bpb wins: knobs nobody has moved keep their prior uncertainty, so
-the search keeps exploring them until the results say they do not matter. With fewer results than
-it takes to fit, or no untried candidate, it is the built-in proposer.
+extension of the last change, peers' open hypotheses), never a tried or claimed config. One draw
+of the model's weights from their posterior (Thompson sampling) scores them all and the lowest
+predicted val_bpb wins: knobs nobody has moved keep their prior uncertainty, so the search keeps
+exploring them until the results say they do not matter. An open hypothesis the draw does not
+expect to hurt is run first, so peers' ideas get answered. With fewer results than it takes to
+fit, or no untried candidate, it is the built-in proposer.
 """
 
 import math
@@ -51,6 +52,13 @@ class ModelProposer:
             return self.fallback.propose(ctx, rng)
         features = Features(ctx.best_config, [o.config for o in ctx.observations])
         weights = _posterior_draw(features, ctx.observations, rng)
+        adoptable = [h for h in ctx.hypotheses if h.parent == ctx.best_hash and self._untried(ctx, [dict(h.diff)])]
+        promising = [h for h in adoptable if features.predict(weights, h.diff) <= 0]
+        if promising:  # a peer's open idea the results do not argue against: run it, answering it for everyone
+            chosen = min(promising, key=lambda h: features.predict(weights, h.diff))
+            proposal = self._untried(ctx, [dict(chosen.diff)])[0]
+            why = f"peer hypothesis from {chosen.author[:16]}: {chosen.rationale}"
+            return Proposal(proposal.diff, proposal.config, proposal.config_hash, clean_hypothesis(why), NAME)
         singles = sorted(single_changes(ctx.best_config), key=lambda diff: features.predict(weights, diff))
         # pairs of the single changes the draw expects to help most, tried or not: two guesses at once
         # are rarely worth a run, but a known good change plus a promising one often is
@@ -131,7 +139,7 @@ def _pairs(singles: list[Config]) -> list[Config]:
 
 def _other_moves(ctx: AgentContext) -> list[Config]:
     """The extension of the last change and open hypotheses on the parent, when there are any."""
-    moves = [dict(h.diff) for h in ctx.hypotheses if h.parent == ctx.best_hash]
+    moves = [dict(h.diff) for h in ctx.hypotheses if h.parent == ctx.best_hash]  # scored like any move
     if ctx.parent_config:
         extension = builtin_proposer.extend(ctx.best_config, ctx.parent_config)
         if extension:

@@ -1,6 +1,7 @@
+import dataclasses
 import random
 
-from node.research.agent import AgentContext, Observation
+from node.research.agent import AgentContext, Observation, OpenHypothesis
 from node.research.builtin_proposer import BuiltinProposer, single_changes
 from node.research.model_proposer import MIN_RESULTS, ModelProposer
 from protocol.config import apply, check_config, config_hash, default_config, diff_between
@@ -55,3 +56,11 @@ def test_too_few_results_fall_back_to_the_builtin_search():
     observations = peers_results(0.05)[: MIN_RESULTS - 1]
     proposal = ModelProposer().propose(context(observations), random.Random(4))
     assert proposal == BuiltinProposer().propose(context(observations), random.Random(4))
+
+
+def test_an_open_hypothesis_from_a_peer_is_picked_up():
+    ctx = context(peers_results(0.0))
+    idea = OpenHypothesis(ctx.best_hash, {"warmdown_ratio": 0.65}, "a longer warmdown", author="peer-b")
+    ctx = dataclasses.replace(ctx, hypotheses=(idea,))
+    proposal = ModelProposer().propose(ctx, random.Random(0))
+    assert proposal.diff == {"warmdown_ratio": 0.65} and "a longer warmdown" in proposal.hypothesis

@@ -223,3 +223,16 @@ def test_opening_a_corrupt_ledger_names_it_and_leaves_it_untouched(tmp_path):
         Ledger.open(path, POLICY)
     assert str(path) in str(caught.value)
     assert digest(path) == before
+
+
+def test_a_hypothesis_that_was_run_is_shown_as_answered(ledger):
+    records = scenario()
+    ledger.add_many(r.raw for r in records)
+    statuses = {tuple(s.record.body["diff"].items()): s for s in ledger.hypotheses(TRACK.key)}
+    deeper = apply(DEFAULT, {"depth": 12})
+    assert not statuses[(("adam_beta1", 0.85),)].answered
+    answered = statuses[(("matrix_lr", 0.05),)]
+    assert answered.answered and answered.answers == (config_hash(apply(deeper, {"matrix_lr": 0.05})),)
+    ledger.add(result(person(0), T0 + 20, {"adam_beta1": 0.85}, base=deeper, bpb=0.96).raw)
+    assert all(s.answered for s in ledger.hypotheses())
+    assert ledger.hypotheses("no/such/track") == ()
