@@ -12,7 +12,6 @@ from protocol.policy import Policy
 
 # Below this many degrees of freedom the pooled noise estimate is too rough to lean on.
 NOISE_DF_TARGET = 6
-LEAD_RUNS = 2  # runs a new frontier gets before exploration builds on it
 MAX_RUNS_FACTOR = 2  # an unaccepted frontier or a narrowly accepted best gets at most this many times min_runs runs
 CONFIRM_MARGIN = 2.0  # standard errors above K_ACCEPT past which an accepted best counts as a clear winner
 
@@ -21,8 +20,8 @@ CONFIRM_MARGIN = 2.0  # standard errors above K_ACCEPT past which an accepted be
 class WorkWeights:
     """Relative weights of the kinds of work once the baseline is measured (the `[work]` settings)."""
 
-    verify: float = 3.0
-    explore: float = 5.0
+    verify: float = 2.0
+    explore: float = 6.0
     noise: float = 1.0
 
 
@@ -49,8 +48,8 @@ def choose_work(
 
     Exploration follows the frontier (the config with the best estimate, verified or not), so a
     step up a chain of improvements need not wait for verification; the accepted best stays the
-    honest claim. A new frontier gets a second run before anything is built on it (one lucky run
-    is the likeliest way to lead), then runs toward acceptance alongside exploration from it.
+    honest claim. Runs toward acceptance (of the default, a narrowly accepted best, the frontier)
+    share the work with exploration by the weights.
     """
     stats = {s.config: s for s in view.leaderboard} if view else {}
     baseline = stats.get(root)
@@ -63,8 +62,6 @@ def choose_work(
     needing_runs = [
         s for s in _toward_acceptance(view, baseline, frontier, policy) if _may_run(s, me, claimed_by_others, policy)
     ]
-    if needing_runs and needing_runs[0] is frontier and frontier.runs < LEAD_RUNS:
-        return Work("verify", frontier)
     options: list[tuple[float, Work]] = [(weights.explore, explore)]
     if needing_runs:
         target = needing_runs[0]
