@@ -29,8 +29,8 @@ base_url = ""
 
 [work]
 # Relative weights of the kinds of work once the baseline is measured.
-verify = 2.0    # re-run the default, the frontier or a narrowly accepted best toward a verdict
-explore = 6.0   # ask the agent for a change to the frontier (the config with the best estimate)
+verify = 3.0    # re-run the default, the frontier or a narrowly accepted best toward a verdict
+explore = 5.0   # ask the agent for a change to the frontier (the config with the best estimate)
 noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
 """
 

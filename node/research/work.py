@@ -20,8 +20,8 @@ CONFIRM_MARGIN = 2.0  # standard errors above K_ACCEPT past which an accepted be
 class WorkWeights:
     """Relative weights of the kinds of work once the baseline is measured (the `[work]` settings)."""
 
-    verify: float = 2.0
-    explore: float = 6.0
+    verify: float = 3.0
+    explore: float = 5.0
     noise: float = 1.0
 
 
