@@ -2,10 +2,11 @@
 
 Each trial is one track: a default config run ``min_runs`` times by several authors (the verified
 baseline), then one explored config with a discovery run. If the rule lists it as a candidate,
-verifiers replicate it until it has ``min_runs`` runs; it is *promoted* when it becomes the
-track's best. Null trials have no real effect; power trials have a true gain of 3 sigma.
-The naive rule, "lowest single val_bpb wins", promotes whenever the discovery run beats every
-baseline run. Everything goes through protocol.acceptance.assess, the rule the nodes run.
+verifiers replicate it until it has ``min_runs`` runs, looking after each run; it is *promoted*
+when it becomes the track's best at any look (acceptance is sequential). Null trials have no
+real effect; power trials have a true gain of 3 sigma. The naive rule, "lowest single val_bpb
+wins", promotes whenever the discovery run beats every baseline run. Everything goes through
+protocol.acceptance.assess, the rule the nodes run.
 
     python -m bench.acceptance [--trials 1000] [--seed 0]
 """
@@ -48,14 +49,19 @@ class Trial:
         return assess(self.runs, self.policy)[TRACK.key]
 
     def run_ours(self) -> tuple[bool, int]:
-        """Explore once, replicate if it is a candidate; (promoted, runs spent on the child)."""
+        """Explore once, replicate if it is a candidate, looking after every run (acceptance is sequential).
+
+        (promoted at any look, runs spent on the child).
+        """
         discovery = self.add(CHILD, self.child_mean, AUTHORS[0])
         if CHILD not in {c.config for c in self.view().candidates}:
             return False, 1
         for i in range(1, self.policy.min_runs):
             self.add(CHILD, self.child_mean, AUTHORS[i % len(AUTHORS)], replicates=discovery.id)
-        best = self.view().best
-        return best is not None and best.config == CHILD, self.policy.min_runs
+            best = self.view().best
+            if best is not None and best.config == CHILD:
+                return True, i + 1
+        return False, self.policy.min_runs
 
     def naive(self) -> bool:
         child = next(run.val_bpb_ubpb for run in self.runs if run.config == CHILD)

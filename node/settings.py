@@ -39,8 +39,8 @@ port = 8484
 
 [work]
 # Relative weights of the kinds of work once the baseline is measured.
-verify = 3.0    # re-run another author's candidate with a fresh seed
-explore = 5.0   # ask the agent for a change to the best config
+verify = 3.0    # re-run the default, the frontier or a narrowly accepted best toward a verdict
+explore = 5.0   # ask the agent for a change to the frontier (the config with the best estimate)
 noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
 """
 

@@ -37,6 +37,7 @@ from protocol.track import Track
 
 K_CANDIDATE = 0.5  # standard errors a candidate must lead the best by: lenient, replication is cheap
 K_ACCEPT = 2.1  # standard errors replication evidence must lead the parent by: strict
+SHRINK_RUNS = 2  # a config's estimate keeps runs / (runs + SHRINK_RUNS) of its lead over its parent
 
 
 def bpb(ubpb: int | None) -> float | None:
@@ -92,6 +93,8 @@ class ConfigStats:
     accepted: bool = False
     contributors: frozenset[str] = frozenset()  # authors of its ok runs
     linked: bool = True  # a chain of true (parent, diff) links leads back to a default config
+    reference: str | None = None  # the accepted config its evidence was tested against (None for a default)
+    estimate: float | None = None  # best estimate of its true bpb: its runs, shrunk toward its parent's estimate
 
     @property
     def is_default(self) -> bool:
@@ -106,6 +109,7 @@ class TrackView:
     best: ConfigStats | None
     leaderboard: tuple[ConfigStats, ...]  # every config, best evidence first
     candidates: tuple[ConfigStats, ...] = field(default=())
+    frontier: ConfigStats | None = None  # the config with the best estimate: where exploration goes on
 
 
 def assess(runs: Iterable[Run | Record], policy: Policy) -> dict[str, TrackView]:
@@ -181,11 +185,19 @@ def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy)
         by_config[run.config].append(run)
     stats = {config: _config_stats(config, config_runs, links, policy) for config, config_runs in by_config.items()}
     sigma, sigma_df = _pooled_sigma([by_config[c] for c, s in stats.items() if s.verified], policy.sigma_floor_ubpb)
-    accepted = _accepted(stats, sigma)
-    stats = {config: _with_accepted(s, config in accepted) for config, s in stats.items()}
+    order = _lineage_order(stats)
+    accepted, estimates = _accepted(stats, order, sigma, policy), _estimates(stats, order)
+    stats = {
+        config: _with_verdict(s, config in accepted, accepted.get(config), estimates.get(config))
+        for config, s in stats.items()
+    }
     ranked = sorted(stats.values(), key=_rank_key)
     best = next((s for s in ranked if s.accepted), None)
-    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best, sigma))
+    # ties go to the config with more runs: a child whose lead is within noise does not displace its parent
+    frontier = min(
+        (s for s in ranked if s.estimate is not None), key=lambda s: (s.estimate, -s.runs, s.config), default=None
+    )
+    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best, sigma), frontier)
 
 
 def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, int]:
@@ -234,36 +246,108 @@ def _mean(runs: list[Run]) -> float | None:
     return float(Fraction(sum(run.val_bpb_ubpb for run in runs), len(runs) * UBPB))
 
 
-def _accepted(stats: Mapping[str, ConfigStats], sigma: float) -> set[str]:
-    """Configs accepted along their lineage; each is tested against its own parent."""
-    verdict: dict[str, bool] = {}
+def _lineage_order(stats: Mapping[str, ConfigStats]) -> list[str]:
+    """The configs whose chain of true links reaches a default on this track, parents before children."""
+    depth: dict[str, int | None] = {}
     for config in sorted(stats):
         path: list[str] = []
-        node = config
-        while node not in verdict:  # walk up to a known verdict, a default, or a break
+        node, found = config, None
+        while node not in depth:
             s = stats[node]
-            if node in path or not s.verified or not s.linked or (not s.is_default and s.parent not in stats):
-                verdict[node] = False  # unverified, orphaned, falsely linked, or on a cycle of lying records
-            elif s.is_default:
-                verdict[node] = True
-            else:
-                path.append(node)
-                node = s.parent
+            if node in path or not s.linked or (not s.is_default and s.parent not in stats):
+                depth[node] = None  # orphaned, falsely linked, or on a cycle of lying records
+                break
+            if s.is_default:
+                depth[node] = 0
+                break
+            path.append(node)
+            node = s.parent
+        found = depth[node]
         for child in reversed(path):
-            s = stats[child]
-            parent = stats[s.parent]
-            verdict[child] = verdict[parent.config] and _beats(s, parent, sigma, K_ACCEPT)
-    return {config for config, ok in verdict.items() if ok}
+            found = None if found is None else found + 1
+            depth[child] = found
+    return [config for _, config in sorted((d, c) for c, d in depth.items() if d is not None)]
+
+
+def _accepted(
+    stats: Mapping[str, ConfigStats], order: list[str], sigma: float, policy: Policy
+) -> dict[str, str | None]:
+    """Accepted configs, each with the accepted config it was tested against (None for a default).
+
+    A config is tested against its nearest accepted ancestor, not only its parent: exploration may
+    run ahead of verification along a chain of promising configs, and the chain's tip is accepted
+    once its evidence beats the last accepted config on the way, without verifying every step.
+    """
+    anchor: dict[str, str | None] = {}  # config -> the nearest accepted config on its lineage, itself included
+    accepted: dict[str, str | None] = {}
+    for config in order:
+        s = stats[config]
+        if s.is_default:
+            anchor[config] = config if s.verified else None
+            if s.verified:
+                accepted[config] = None
+            continue
+        reference = anchor[s.parent]
+        if (
+            reference is not None
+            and _early_enough(s, policy)
+            and _beats(s, stats[reference], sigma, _k_accept(s, policy))
+        ):
+            anchor[config], accepted[config] = config, reference
+        else:
+            anchor[config] = reference
+    return accepted
+
+
+def _estimates(stats: Mapping[str, ConfigStats], order: list[str]) -> dict[str, float]:
+    """Each config's best estimate of its true bpb: its parent's estimate plus its own lead, shrunk.
+
+    A config with n ok runs keeps n / (n + SHRINK_RUNS) of its lead over its parent, so one lucky
+    run moves the estimate a little and several agreeing runs move it most of the way: exploration
+    follows configs that are probably better, not the luckiest single run.
+    """
+    estimate: dict[str, float] = {}
+    for config in order:
+        s = stats[config]
+        if s.mean is None:
+            continue
+        if s.is_default:
+            estimate[config] = s.mean
+        elif s.parent in estimate:
+            lead = s.mean - stats[s.parent].mean
+            estimate[config] = estimate[s.parent] + lead * s.runs / (s.runs + SHRINK_RUNS)
+    return estimate
+
+
+def _early_enough(stats: ConfigStats, policy: Policy) -> bool:
+    """Sequential acceptance: evidence beyond the discovery run, from enough authors, may decide early."""
+    return stats.evidence_runs >= 1 and stats.runs >= 2 and stats.authors >= policy.min_authors
+
+
+def _k_accept(stats: ConfigStats, policy: Policy) -> float:
+    """Standard errors the evidence must lead by: K_ACCEPT at ``min_runs`` runs, more with fewer runs.
+
+    An O'Brien-Fleming boundary: the lead needed is about the same size whatever the number of runs,
+    so a large effect is accepted after one replication and a small one needs all of them, while
+    looking at every run adds little to the error rate of a single test at ``min_runs``.
+    """
+    full = max(policy.min_runs - 1, 1)  # evidence runs of a config verified with min_runs runs
+    return K_ACCEPT * max(1.0, math.sqrt(full / stats.evidence_runs))
 
 
 def _beats(challenger: ConfigStats, reference: ConfigStats, sigma: float, k: float, use_all: bool = False) -> bool:
+    return lead_z(challenger, reference, sigma, use_all) > k
+
+
+def lead_z(challenger: ConfigStats, reference: ConfigStats, sigma: float, use_all: bool = False) -> float:
+    """How many standard errors ``challenger``'s evidence (all its runs with ``use_all``) leads ``reference``'s by."""
     n, mean = (challenger.runs, challenger.mean) if use_all else (challenger.evidence_runs, challenger.evidence_mean)
     standard_error = sigma * math.sqrt(1 / n + 1 / reference.evidence_runs)
-    return mean < reference.evidence_mean - k * standard_error
+    return (reference.evidence_mean - mean) / standard_error
 
 
-def _with_accepted(stats: ConfigStats, accepted: bool) -> ConfigStats:
-    return stats if stats.accepted == accepted else ConfigStats(**{**stats.__dict__, "accepted": accepted})
+def _with_verdict(stats: ConfigStats, accepted: bool, reference: str | None, estimate: float | None) -> ConfigStats:
+    return ConfigStats(**{**stats.__dict__, "accepted": accepted, "reference": reference, "estimate": estimate})
 
 
 def _rank_key(stats: ConfigStats) -> tuple[float, str]:

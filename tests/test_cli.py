@@ -112,7 +112,9 @@ def test_read_commands_on_a_fresh_home_show_an_empty_ledger(tmp_path, prepare):
     assert arnode_json(home, "results") == [] and arnode_json(home, "results", "--all") == []
     assert arnode_json(home, "best") == []
     assert arnode(home, "results").stdout.strip() == "no results yet"
-    assert arnode(home, "export", "--tsv").stdout.splitlines() == ["commit\tval_bpb\tmemory_gb\tstatus\tdescription\ttest_bpb"]
+    assert arnode(home, "export", "--tsv").stdout.splitlines() == [
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\ttest_bpb"
+    ]
     done = arnode(home, "plot", "-o", str(tmp_path / "progress.png"))
     assert done.returncode == 0 and "no experiments yet" in done.stdout
 

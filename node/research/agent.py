@@ -64,6 +64,14 @@ class OpenHypothesis:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """One config tried on the track, by any node: its mean val_bpb over ok runs, None if it only failed."""
+
+    config: Config  # full config
+    val_bpb: float | None
+
+
+@dataclass(frozen=True)
 class AgentContext:
     """Everything a proposer may read; the research loop builds it from the ledger."""
 
@@ -77,7 +85,16 @@ class AgentContext:
     recent: tuple[PastResult, ...] = ()  # results from the best config as parent, newest first
     hypotheses: tuple[OpenHypothesis, ...] = ()
     tried: frozenset[str] = field(default_factory=frozenset)  # config hashes run or claimed on the track
+    observations: tuple[Observation, ...] = ()  # every config tried on the track whose lineage resolves
     program: str = DEFAULT_PROGRAM
+
+
+@dataclass(frozen=True)
+class Idea:
+    """An experiment a proposer ranked below the one it chose: published as a hypothesis for any node."""
+
+    diff: Config  # against ctx.best_config
+    rationale: str
 
 
 @dataclass(frozen=True)
@@ -86,8 +103,9 @@ class Proposal:
     config: Config  # the full config to run
     config_hash: str
     hypothesis: str
-    proposer: str  # "builtin" or the model's name
+    proposer: str  # "builtin", "model" or the LLM's name
     fell_back_reason: str | None = None  # why the LLM's answer was not used, when it was not
+    alternatives: tuple[Idea, ...] = ()  # valid, untried ideas ranked next, best first
 
 
 class ProposerExhausted(NodeError):

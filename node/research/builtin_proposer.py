@@ -45,7 +45,7 @@ class BuiltinProposer:
         singles = single_changes(ctx.best_config)
         donors = _donor_diffs(ctx)
         adoptable = [h for h in ctx.hypotheses if h.parent == ctx.best_hash]
-        extension = _extend(ctx.best_config, ctx.parent_config) if ctx.parent_config else None
+        extension = extend(ctx.best_config, ctx.parent_config) if ctx.parent_config else None
         moves = {
             "extend": lambda: extension,
             "one": lambda: (rng.choice(singles), ""),
@@ -63,19 +63,19 @@ class BuiltinProposer:
         names = [name for name in MOVE_WEIGHTS if possible[name]]
         for _ in range(RANDOM_DRAWS if names else 0):
             move = rng.choices(names, [MOVE_WEIGHTS[name] for name in names])[0]
-            proposal = self._accept(ctx, moves[move]())
+            proposal = self.accept(ctx, moves[move]())
             if proposal:
                 return proposal
         log.info(
             "random moves around %s all hit tried configs; sweeping every single and pair change", ctx.best_hash[:12]
         )
         for change in _sweep(singles):
-            proposal = self._accept(ctx, change)
+            proposal = self.accept(ctx, change)
             if proposal:
                 return proposal
         raise ProposerExhausted(f"every single and pair change of config {ctx.best_hash[:12]} is tried or claimed")
 
-    def _accept(self, ctx: AgentContext, change: tuple[Config, str] | None) -> Proposal | None:
+    def accept(self, ctx: AgentContext, change: tuple[Config, str] | None) -> Proposal | None:
         """The proposal for ``change`` if it is valid, changes something and is untried."""
         if change is None:
             return None
@@ -186,7 +186,7 @@ def _sweep(singles: list[Config]) -> Iterator[tuple[Config, str] | None]:
         yield _merge(first, second)
 
 
-def _extend(best: Mapping[str, Value], parent: Mapping[str, Value]) -> tuple[Config, str] | None:
+def extend(best: Mapping[str, Value], parent: Mapping[str, Value]) -> tuple[Config, str] | None:
     """The change that made the best config, one more step the same way (pattern search)."""
     diff: Config = {}
     for name in diff_between(parent, best):

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import openai
 
 from node.errors import NodeError
-from node.research.agent import AgentContext, Proposal, clean_hypothesis
-from node.research.builtin_proposer import BuiltinProposer
-from node.research.llm_prompt import SYSTEM_PROMPT, retry_prompt, user_prompt
+from node.research.agent import AgentContext, Idea, Proposal, Proposer, clean_hypothesis
+from node.research.llm_prompt import MAX_ALTERNATIVES, SYSTEM_PROMPT, retry_prompt, user_prompt
+from node.research.model_proposer import ModelProposer
 from protocol.config import KNOB, apply, config_hash, diff_between
 from protocol.errors import ConfigError
 
@@ -95,9 +95,9 @@ class GiveUp(Exception):
 class LLMProposer:
     """Synchronous: the daemon runs ``propose`` in a worker thread. Never raises for the server's faults."""
 
-    def __init__(self, settings: LLMSettings, fallback: BuiltinProposer | None = None) -> None:
+    def __init__(self, settings: LLMSettings, fallback: Proposer | None = None) -> None:
         self.settings = settings
-        self.fallback = fallback or BuiltinProposer()
+        self.fallback = fallback or ModelProposer()
         self.model = settings.model or (None if settings.base_url else OPENAI_MODEL)
         self.client = openai.OpenAI(
             base_url=settings.base_url,
@@ -205,7 +205,30 @@ def parse_answer(text: str, ctx: AgentContext, model: str) -> Proposal:
     digest = config_hash(config)
     if digest in ctx.tried:
         raise InvalidAnswer(f"that config ({digest[:12]}) was already tried or claimed; propose a different one")
-    return Proposal(diff, config, digest, clean_hypothesis(hypothesis), model)
+    alternatives = _alternatives(answer.get("alternatives"), ctx, {digest})
+    return Proposal(diff, config, digest, clean_hypothesis(hypothesis), model, alternatives=alternatives)
+
+
+def _alternatives(ideas: Any, ctx: AgentContext, taken: set[str]) -> tuple[Idea, ...]:
+    """The answer's runner-up ideas that are valid and untried; a bad one is dropped, never a reason to ask again."""
+    if not isinstance(ideas, list):
+        return ()
+    found = []
+    for idea in ideas[:MAX_ALTERNATIVES]:
+        if not isinstance(idea, Mapping) or not isinstance(idea.get("hypothesis"), str):
+            continue
+        diff = idea.get("diff")
+        try:
+            diff = {name: value for name, value in diff.items() if name not in KNOB or KNOB[name].hashed}
+            config = apply(ctx.best_config, diff, strict=False)
+        except (AttributeError, ConfigError):
+            continue  # not a map, or not a valid change
+        digest = config_hash(config)
+        diff = diff_between(ctx.best_config, config)
+        if diff and digest not in ctx.tried and digest not in taken and idea["hypothesis"].strip():
+            taken.add(digest)
+            found.append(Idea(diff, clean_hypothesis(idea["hypothesis"])))
+    return tuple(found)
 
 
 def _strip_reasoning(text: str) -> str:
@@ -243,6 +266,6 @@ def _brief(text: str) -> str:
     return " ".join(str(text).split())[:200]
 
 
-def make_proposer(settings: LLMSettings) -> BuiltinProposer | LLMProposer:
-    """The LLM proposer when a key or a base URL is set, else the built-in one."""
-    return LLMProposer(settings) if settings.enabled else BuiltinProposer()
+def make_proposer(settings: LLMSettings) -> ModelProposer | LLMProposer:
+    """The LLM proposer when a key or a base URL is set, else the built-in model-based one."""
+    return LLMProposer(settings) if settings.enabled else ModelProposer()

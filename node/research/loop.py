@@ -19,6 +19,8 @@ from node.errors import NodeError
 from node.home import Home
 from node.research.agent import (
     AgentContext,
+    Idea,
+    Observation,
     OpenHypothesis,
     PastResult,
     Proposal,
@@ -29,7 +31,7 @@ from node.research.agent import (
 from node.research.runner import TrainerOutcome, TrainerRun
 from node.research.work import WorkWeights, choose_work
 from node.store.ledger import Ledger
-from protocol.acceptance import TrackView, bpb
+from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.announce import Claim
 from protocol.config import Config, config_hash, default_config
 from protocol.errors import ProtocolError
@@ -48,6 +50,7 @@ UNTIMED_LIMIT_S = 4 * 3600  # hard limit for token and step budgets, whose durat
 CLAIM_MARGIN_S = 120
 RECENT_RESULTS = 20
 LEADERBOARD_HEAD = 10
+OBSERVATIONS = 500  # configs the model-based proposer learns from, best evidence first
 MAX_SEED = 2**31 - 1
 RETRY_S = 60
 SHARE_TIMEOUT_S = 10  # a shielded hand-over to the swarm (release a claim, publish) during shutdown
@@ -170,6 +173,10 @@ class ResearchLoop:
             return None
         self.status.idle_reason = ""
         await self.swarm.announce_claim(self.track.key, plan.config_hash, self._timeout_s() + CLAIM_MARGIN_S)
+        for idea in plan.ideas:  # what the proposer ranked next: any node may run it while we run this
+            await self.swarm.publish(
+                sign(self.identity, "hypothesis", plan.hypothesis_body(self.track, idea), now_ms())
+            )
         spec = build_spec(plan.config, self.track, self.device, self.home.data_cache, self.home.cache_dir)
         run_dir = self.home.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.config_hash[:8]}-{plan.config['seed']}"
         self._run = TrainerRun(spec, run_dir, self._timeout_s(), self.env)
@@ -238,7 +245,7 @@ class ResearchLoop:
                 raise
             why = f"{work.kind}: re-run {target.config[:10]} with a fresh seed"
             return Plan(work.kind, config, target.parent, dict(target.diff), why, "builtin", target.discovery)
-        ctx = self._context(view, {c.config for c in claims})
+        ctx = self._context(view, work.target, {c.config for c in claims})
         proposal: Proposal = await trio.to_thread.run_sync(self.proposer.propose, ctx, rng, abandon_on_cancel=True)
         if proposal.fell_back_reason:
             log.warning(
@@ -247,7 +254,10 @@ class ResearchLoop:
                 proposal.fell_back_reason,
             )
         config = {**proposal.config, "seed": seed}
-        return Plan("explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer)
+        return Plan(
+            "explore", config, ctx.best_hash, proposal.diff, proposal.hypothesis, proposal.proposer,
+            ideas=proposal.alternatives,
+        )  # fmt: skip
 
     def _running_claims(self, now_ms: int) -> list[Claim]:
         """Live claims on our track whose claimant has not published a result for them since."""
@@ -266,9 +276,9 @@ class ResearchLoop:
         text = f"{self.identity.peer_id}/{self.status.name}/{runs}/{self.status.experiments}"
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
-    def _context(self, view: TrackView | None, claimed: set[str]) -> AgentContext:
-        best = view.best if view else None
-        best_hash = best.config if best else self.root
+    def _context(self, view: TrackView, parent: ConfigStats, claimed: set[str]) -> AgentContext:
+        """What the proposer reads to explore from ``parent``, the config the work chooser picked."""
+        best, best_hash = parent, parent.config
         runs = self.ledger.runs(self.track.key)  # columns only: cheap even at 100k records
         done = {run.config for run in runs if run.outcome != "killed"}
         recent_ids = [run.id for run in reversed(runs) if run.parent == best_hash][:RECENT_RESULTS]
@@ -283,14 +293,25 @@ class ResearchLoop:
             best_config=self.ledger.resolve_config(best_hash),
             best_hash=best_hash,
             best_stats=best,
-            parent_config=self.ledger.resolve_config(best.parent) if best and not best.is_default else None,
-            sigma=view.sigma if view else None,
-            leaderboard=view.leaderboard[:LEADERBOARD_HEAD] if view else (),
+            parent_config=None if best.is_default else self.ledger.resolve_config(best.parent),
+            sigma=view.sigma,
+            leaderboard=view.leaderboard[:LEADERBOARD_HEAD],
             recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),
+            observations=self._observations(view),
             program=load_program(self.home.program_file),
         )
+
+    def _observations(self, view: TrackView) -> tuple[Observation, ...]:
+        """Every config on the track whose lineage resolves, with its mean over ok runs (None: only failed)."""
+        found = []
+        for stats in view.leaderboard[:OBSERVATIONS]:
+            try:
+                found.append(Observation(self.ledger.resolve_config(stats.config), stats.mean))
+            except ProtocolError:
+                continue  # a broken or missing lineage: nothing to learn from
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -304,6 +325,7 @@ class Plan:
     hypothesis: str
     proposer: str
     replicates: bytes | None = None
+    ideas: tuple[Idea, ...] = ()  # ranked next by the proposer: published as hypotheses on the same parent
 
     @property
     def config_hash(self) -> str:
@@ -316,6 +338,9 @@ class Plan:
             "seed": self.config["seed"],
             "hypothesis": self.hypothesis,
         }
+
+    def hypothesis_body(self, track: Track, idea: Idea) -> dict[str, Any]:
+        return {"track": track.to_wire(), "parent": self.parent, "diff": idea.diff, "rationale": idea.rationale}
 
     def body(self, track: Track, outcome: TrainerOutcome) -> dict[str, Any]:
         result = outcome.result

@@ -94,6 +94,18 @@ class PendingWork:
     hypotheses: tuple[Record, ...]  # hypothesis records no result on their track has tried yet
 
 
+@dataclass(frozen=True)
+class HypothesisStatus:
+    """A hypothesis record and the configs of the results that ran it (same track, parent and diff)."""
+
+    record: Record
+    answers: tuple[str, ...]
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.answers)
+
+
 class Ledger:
     def __init__(self, path: Path, db: sqlite3.Connection, policy: Policy) -> None:
         self.path = path
@@ -422,6 +434,23 @@ class Ledger:
         )
         hypotheses = tuple(decode(raw, _FAR_FUTURE_MS) for author, raw in untried if self.roster.is_member(author))
         return PendingWork(replicate, hypotheses)
+
+    def hypotheses(self, track_key: str | None = None) -> tuple[HypothesisStatus, ...]:
+        """Every hypothesis (on ``track_key``), oldest first, each with the results that answered it."""
+        rows = self._db.execute(
+            "SELECT h.track, h.parent, h.diff, raw.bytes FROM records AS h JOIN raw USING (seq)"
+            " WHERE h.kind = 'hypothesis' AND (? IS NULL OR h.track = ?) ORDER BY h.ts_ms, h.id",
+            (track_key, track_key),
+        ).fetchall()
+        found = []
+        for track, parent, diff, raw in rows:
+            answers = self._db.execute(
+                "SELECT DISTINCT config FROM records WHERE kind = 'result' AND track = ? AND parent = ? AND diff = ?"
+                " ORDER BY config",
+                (track, parent, diff),
+            )
+            found.append(HypothesisStatus(decode(raw, _FAR_FUTURE_MS), tuple(config for (config,) in answers)))
+        return tuple(found)
 
     def resolve_config(self, config_hash: str) -> Config:
         """The full config named by ``config_hash``, rebuilt from result links back to a default.

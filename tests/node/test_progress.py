@@ -51,7 +51,7 @@ def test_a_real_gain_steps_the_line_down_once_it_is_verified(tmp_path):
     track = picture(tmp_path, parent + child)
     first, second = track.best
     assert first.experiment == 4 and second.mean == pytest.approx(1.95, abs=0.005)
-    assert second.experiment == 8  # not before the child is verified: its 4th run
+    assert second.experiment == 6  # 25 sigma: accepted at its first replication, never on its discovery run
     assert second.band == pytest.approx(2 * POLICY.sigma_floor_ubpb / 1e6 / 5**0.5, rel=0.5)
     assert track.kept == 10
 

@@ -257,3 +257,52 @@ def test_lineage_refuses_a_link_whose_diff_does_not_produce_its_hash():
 def test_lineage_refuses_an_orphan_and_a_cycle():
     assert lineage_of().resolve("a" * 64) is None
     assert lineage_of(("a" * 64, "b" * 64, {}), ("b" * 64, "a" * 64, {})).resolve("a" * 64) is None
+
+
+def test_nothing_is_accepted_on_a_discovery_run_alone():
+    runs = Runs()
+    runs.default_verified()
+    runs.add(CHILD, 900_000)  # fifty sigma better, but one run: the discovery
+    view = runs.view(Policy(min_runs=1, min_authors=1))
+    assert view.best.config == ROOT and not stats_of(view, CHILD).accepted
+
+
+def test_a_large_effect_is_accepted_after_fewer_runs_than_a_small_one():
+    policy = Policy(min_runs=4, min_authors=1, sigma_floor_ubpb=2000)
+    large, small = Runs(), Runs()
+    for runs in (large, small):
+        for _ in range(4):
+            runs.add(ROOT, 1_000_000)
+    for runs, lead in ((large, 20_000), (small, 6_000)):  # ten sigma and three sigma
+        runs.add(CHILD, 1_000_000 - lead)
+        runs.add(CHILD, 1_000_000 - lead)
+    assert large.view(policy).best.config == CHILD  # one replication is enough for ten sigma
+    assert small.view(policy).best.config == ROOT
+    small.add(CHILD, 994_000)
+    small.add(CHILD, 994_000)
+    best = small.view(policy).best
+    assert best.config == CHILD and best.reference == ROOT  # three sigma needs every run min_runs asks
+
+
+def test_a_chain_explored_ahead_of_verification_is_accepted_at_its_tip_against_the_last_accepted_config():
+    grandchild_diff = {"depth": 7}
+    grandchild = config_hash(apply(apply(SMALL, DEEPER), grandchild_diff))
+    runs = Runs()
+    runs.default_verified()
+    runs.add(CHILD, 999_000)  # one run: never verified
+    for _ in range(3):
+        runs.add(grandchild, 990_000, parent=CHILD, diff=grandchild_diff)
+    view = runs.view()
+    assert not stats_of(view, CHILD).accepted
+    assert view.best.config == grandchild and view.best.reference == ROOT
+
+
+def test_the_frontier_follows_the_best_estimate_with_leads_shrunk_toward_the_parent():
+    runs = Runs()
+    runs.default_verified()
+    runs.add(CHILD, 994_000)  # one run leading by 3 sigma: its estimate keeps a third of the lead
+    view = runs.view()
+    assert view.best.config == ROOT and view.frontier.config == CHILD
+    assert math.isclose(stats_of(view, CHILD).estimate, 1.0 - 0.006 / 3)
+    runs.add(CHILD, 1_006_000)  # the second run takes the lead back: the default is the frontier again
+    assert runs.view().frontier.config == ROOT

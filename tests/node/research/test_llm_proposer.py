@@ -5,8 +5,8 @@ import pytest
 
 from node.errors import NodeError
 from node.research.agent import AgentContext, OpenHypothesis, PastResult
-from node.research.builtin_proposer import BuiltinProposer
 from node.research.llm_proposer import LLMProposer, LLMSettings, make_proposer
+from node.research.model_proposer import ModelProposer
 from protocol.config import apply, config_hash, default_config
 from tests.llm_server import Reply, ScriptedLLMServer, chat, error, hang
 
@@ -150,6 +150,21 @@ def test_settings_come_from_the_environment_before_the_config():
 
 
 def test_make_proposer_uses_the_llm_only_with_a_key_or_base_url():
-    assert isinstance(make_proposer(LLMSettings.from_env({}, {})), BuiltinProposer)
+    assert isinstance(make_proposer(LLMSettings.from_env({}, {})), ModelProposer)
     assert isinstance(make_proposer(LLMSettings(api_key="k")), LLMProposer)
     assert isinstance(make_proposer(LLMSettings(base_url="http://127.0.0.1:9/v1")), LLMProposer)
+
+
+def test_ideas_ranked_next_come_back_as_alternatives_and_bad_ones_are_dropped(server):
+    ctx = small_context(tried=frozenset({config_hash(apply(default_config("small"), {"depth": 6}))}))
+    ideas = [
+        {"diff": {"depth": 5}, "hypothesis": "one more layer"},
+        {"diff": {"dropout": 0.1}, "hypothesis": "unknown knob"},
+        {"diff": {"depth": 6}, "hypothesis": "already tried"},
+        "not an idea",
+    ]
+    answer = {**json.loads(GOOD), "alternatives": ideas}
+    server.script(chat(json.dumps(answer)))
+    proposal = propose(server, ctx)
+    assert proposal.diff == {"matrix_lr": 0.05} and proposal.fell_back_reason is None
+    assert [(idea.diff, idea.rationale) for idea in proposal.alternatives] == [({"depth": 5}, "one more layer")]

@@ -94,7 +94,8 @@ def test_the_holdout_never_reaches_what_the_proposer_receives(tmp_path):
         name="cpu", identity=ALICE, ledger=ledger, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
         home=home, proposer=None, weights=WorkWeights(),
     )  # fmt: skip
-    ctx = loop._context(ledger.view(TRACK.key), set())
+    view = ledger.view(TRACK.key)
+    ctx = loop._context(view, view.best, set())  # exploring from the best, as the work chooser would
     assert isinstance(ctx, AgentContext) and ctx.recent, "the child's runs are in the context"
     received = f"{ctx!r}\n{[dataclasses.asdict(r) for r in ctx.recent]}\n{user_prompt(ctx)}"
     assert "1.7777" not in received and "1777777" not in received and "test_bpb" not in received

@@ -30,29 +30,50 @@ def test_an_empty_track_starts_with_the_baseline():
     assert choose([]).kind == "baseline"
 
 
+def test_a_solo_node_explores_from_its_second_run():
+    runs = [run(1, ROOT, 2.0, "me")]
+    for seed in range(10):
+        work = choose(runs, me="me", seed=seed)
+        assert work.kind == "explore" and work.target.config == ROOT
+
+
 def test_the_baseline_is_left_to_others_once_only_their_authorship_is_missing():
-    runs = [run(1, ROOT, 2.0, "me"), run(2, ROOT, 2.001, "me")]
-    assert choose(runs, me="me").kind != "baseline"
-    assert choose(runs, me="other").kind == "baseline"
+    runs = [run(1, ROOT, 2.0, "me"), run(2, ROOT, 2.001, "me"), run(3, CHILD, 2.01, "me")]
+    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
+    assert choose(runs, me="me", weights=verify_only).kind == "explore"
+    assert choose(runs, me="other", weights=verify_only).kind == "baseline"
 
 
-def test_a_candidate_of_another_author_gets_verified_and_not_by_its_author():
+def test_the_frontier_is_verified_by_others_and_explored_from_before_it_is_accepted():
     baseline = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b")]
     runs = [*baseline, run(3, CHILD, 1.98, "a")]
+    kinds = {(w.kind, w.target.config) for w in (choose(runs, me="b", seed=seed) for seed in range(20))}
+    assert kinds == {("verify", CHILD), ("explore", CHILD), ("noise", ROOT)}
     verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    work = choose(runs, me="b", weights=verify_only)
-    assert work.kind == "verify" and work.target.config == CHILD and work.is_replication
-    assert choose(runs, me="a", weights=verify_only).kind == "explore"
+    work = choose(runs, me="a", weights=verify_only)  # min_authors = 2: its author's runs cannot verify it
+    assert work.kind == "explore" and work.target.config == CHILD
 
 
-def test_a_claimed_candidate_is_not_verified_twice():
+def test_a_claimed_frontier_is_not_run_twice_and_exploration_builds_on_it():
     runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.98, "a")]
     verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    assert choose(runs, me="b", claimed={CHILD}, weights=verify_only).kind == "explore"
+    work = choose(runs, me="b", claimed={CHILD}, weights=verify_only)
+    assert work.kind == "explore" and work.target.config == CHILD
+
+
+def test_a_narrowly_accepted_best_is_re_run_and_a_clear_winner_is_not():
+    baseline = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b")]
+    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
+    narrow = [*baseline, run(3, CHILD, 1.995, "a"), run(4, CHILD, 1.994, "b")]
+    assert assess(narrow, POLICY)[TRACK.key].best.config == CHILD
+    work = choose(narrow, me="c", weights=verify_only)
+    assert work.kind == "verify" and work.target.config == CHILD
+    clear = [*baseline, run(3, CHILD, 1.95, "a"), run(4, CHILD, 1.95, "b")]
+    assert choose(clear, me="c", weights=verify_only).kind == "explore"
 
 
 def test_noise_is_measured_while_the_pooled_estimate_is_rough():
-    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b")]
+    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 2.01, "a")]
     view = assess(runs, POLICY)[TRACK.key]
     assert view.sigma_df < NOISE_DF_TARGET
     work = choose(runs, me="c", weights=WorkWeights(verify=0.0, explore=0.0, noise=1.0))
@@ -60,7 +81,7 @@ def test_noise_is_measured_while_the_pooled_estimate_is_rough():
 
 
 def test_the_choice_is_a_function_of_the_state_and_the_seed():
-    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.98, "a")]
-    kinds = {seed: choose(runs, me="c", seed=seed).kind for seed in range(20)}
-    assert kinds == {seed: choose(list(reversed(runs)), me="c", seed=seed).kind for seed in range(20)}
-    assert set(kinds.values()) == {"explore", "verify", "noise"}
+    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.998, "a"), run(4, CHILD, 1.997, "b")]
+    kinds = {seed: choose(runs, me="c", seed=seed) for seed in range(20)}
+    assert kinds == {seed: choose(list(reversed(runs)), me="c", seed=seed) for seed in range(20)}
+    assert {work.kind for work in kinds.values()} == {"explore", "verify", "noise"}

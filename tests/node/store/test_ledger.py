@@ -235,3 +235,16 @@ def test_a_record_from_a_newer_arnode_is_refused_in_one_line_and_the_ledger_carr
     report = ledger.add_many([raw, result(person(1), T0).raw], now_ms=T0)
     assert len(report.added) == 1 and len(report.rejected) == 1
     assert "from a newer arnode" in report.rejected[0] and "\n" not in report.rejected[0]
+
+
+def test_a_hypothesis_that_was_run_is_shown_as_answered(ledger):
+    records = scenario()
+    ledger.add_many(r.raw for r in records)
+    statuses = {tuple(s.record.body["diff"].items()): s for s in ledger.hypotheses(TRACK.key)}
+    deeper = apply(DEFAULT, {"depth": 12})
+    assert not statuses[(("adam_beta1", 0.85),)].answered
+    answered = statuses[(("matrix_lr", 0.05),)]
+    assert answered.answered and answered.answers == (config_hash(apply(deeper, {"matrix_lr": 0.05})),)
+    ledger.add(result(person(0), T0 + 20, {"adam_beta1": 0.85}, base=deeper, bpb=0.96).raw)
+    assert all(s.answered for s in ledger.hypotheses())
+    assert ledger.hypotheses("no/such/track") == ()

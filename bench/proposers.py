@@ -1,0 +1,94 @@
+"""Which proposer finds the better config in the same number of experiments, on real trainer runs?
+
+Each search starts from a tiny config and runs ``--experiments`` experiments, each a real trainer
+subprocess on the embedded corpus with a token budget (so a loaded CPU changes wall time, not
+results), one after another like a solo node: every experiment explores from the best single run
+so far. Proposers: random single-knob search (a uniform knob and a uniform neighbour on its grid,
+no memory), today's built-in search, and the model-based proposer, which learns from every result
+of the search. Each search's final best is then re-run with fresh seeds, so the figure is its real
+quality and not the luck of its best run. Printed: per proposer, the mean of those re-runs over
+search seeds, the spread between searches, and the seed-noise band of one re-run.
+
+    python -m bench.proposers [--seeds 3] [--experiments 30] [--reruns 4] [--tokens 4096] [--proposers random,model]
+"""
+
+import argparse
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+import trio
+
+from bench.research import random_single_knob, val_bpb
+from node.research.agent import AgentContext, Observation
+from node.research.builtin_proposer import BuiltinProposer
+from node.research.model_proposer import ModelProposer
+from protocol.config import check_config, config_hash
+from tests.trainer.conftest import tiny_config
+
+PROPOSERS = ("random", "builtin", "model")
+RERUN_SEED_BASE = 10_000  # re-run seeds no search used
+# The tiny trainer config, smaller still: one layer, short rows, so a run costs seconds, not minutes.
+BENCH_CONFIG = {"depth": 1, "aspect_ratio": 64, "seq_len": 64, "device_batch_size": 8, "total_batch_tokens": 512}
+
+
+async def search(proposer: str, seed: int, experiments: int, tokens: int, root: Path) -> tuple[dict, float]:
+    """The best config a greedy search with ``proposer`` finds, and its single-run val_bpb."""
+    rng = random.Random(seed)
+    best, parent = check_config(tiny_config(**BENCH_CONFIG, seed=seed)), None
+    best_bpb = await val_bpb(best, tokens, root)
+    results = [Observation(best, best_bpb if best_bpb < float("inf") else None)]
+    for _ in range(experiments - 1):
+        if proposer == "random":
+            candidate = random_single_knob(best, rng)
+        else:
+            ctx = AgentContext(
+                track_key="bench", best_config=best, best_hash=config_hash(best), parent_config=parent,
+                tried=frozenset(config_hash(o.config) for o in results), observations=tuple(results),
+            )  # fmt: skip
+            chosen = (BuiltinProposer() if proposer == "builtin" else ModelProposer()).propose(ctx, rng)
+            candidate = {**chosen.config, "seed": seed}
+        bpb = await val_bpb(candidate, tokens, root)
+        results.append(Observation(candidate, bpb if bpb < float("inf") else None))
+        if bpb < best_bpb:
+            best, parent, best_bpb = candidate, best, bpb
+    return best, best_bpb
+
+
+async def main(args: argparse.Namespace) -> None:
+    finals: dict[str, list[float]] = {name: [] for name in args.proposers.split(",")}
+    noise: list[float] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        print(f"{args.experiments} experiments per search of {args.tokens} tokens each, best re-run {args.reruns}x")
+        print(f"{'seed':<6}{'proposer':<10}{'search best':>12}{'re-run mean':>13}{'re-run sd':>11}", flush=True)
+        for seed in range(args.seeds):
+            for name in finals:
+                best, best_bpb = await search(name, seed, args.experiments, args.tokens, root)
+                reruns = [
+                    await val_bpb({**best, "seed": RERUN_SEED_BASE + i}, args.tokens, root) for i in range(args.reruns)
+                ]
+                finals[name].append(statistics.mean(reruns))
+                noise.append(statistics.stdev(reruns))
+                row = f"{seed:<6}{name:<10}{best_bpb:>12.4f}{finals[name][-1]:>13.4f}{noise[-1]:>11.4f}"
+                print(row, flush=True)
+    band = statistics.mean(noise) / args.reruns**0.5
+    print(f"\nseed-noise band of a {args.reruns}-run mean: ±{band:.4f}")
+    print(f"{'proposer':<10}{'mean of re-runs':>16}{'spread (sd)':>13}{'searches':>10}")
+    for name, values in finals.items():
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(f"{name:<10}{statistics.mean(values):>16.4f}{spread:>13.4f}{len(values):>10}")
+    if finals.get("random") and finals.get("model"):
+        gain = statistics.mean(finals["random"]) - statistics.mean(finals["model"])
+        print(f"model beats random by {gain:.4f} bpb ({gain / band:.1f}x the noise band)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--experiments", type=int, default=30)
+    parser.add_argument("--reruns", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=4096, help="training tokens per experiment")
+    parser.add_argument("--proposers", default=",".join(PROPOSERS), help="comma-separated, run in this order")
+    trio.run(main, parser.parse_args())

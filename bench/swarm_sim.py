@@ -1,0 +1,222 @@
+"""A swarm researching one track, simulated: how much real gain per run, and how honest the claims.
+
+The nodes' decisions are the node's own code: node.research.work.choose_work picks each run's kind,
+the config to re-run or the parent to explore from, and protocol.acceptance.assess names the best.
+Only the trainer is simulated. Truth model: every explored change has a true effect on val_bpb drawn
+from a regime, and every run adds Gaussian seed noise of sigma = 0.002 bpb. N nodes run one
+experiment at a time each, of slightly varying length, and see each other's results and claims at
+once. The reference is the greedy rule of autoresearch (swarmed: every run explores from the best
+single run so far, and a run that beats it becomes the best) on the same number of runs, and the
+ceiling is that rule with noiseless runs: the physical limit of the search, not a target.
+
+Figures per regime, means over swarms (gains in sigma): the true gain of the final best over the
+default, the gain its own numbers claim, and the false discovery rate (accepted changes that did
+not really beat their parent, pooled over swarms).
+
+    python -m bench.swarm_sim [--swarms 10] [--runs 400] [--nodes 4] [--seed 0] [--regimes hard,middle,easy]
+"""
+
+import argparse
+import hashlib
+import heapq
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from node.research.work import WorkWeights, choose_work
+from protocol.acceptance import UBPB, Run, TrackView, assess
+from protocol.config import apply, config_hash, default_config
+from protocol.policy import Policy
+from protocol.track import Track
+
+SIGMA = 0.002
+BASE_BPB = 1.0
+TRACK = Track("sim-x1", "seconds", 300, "shakespeare", "bpe4096", 1)
+PROFILE = "gpu"
+ROOT_CONFIG = default_config(PROFILE)
+ROOT = config_hash(ROOT_CONFIG)
+KNOB = "logit_softcap"  # each explored config sets it to a value of its own, so every config is new
+RUN_LENGTH = (0.9, 1.1)  # a run's duration in units of the budget: startup and evaluation vary
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Where explored changes land: a share helps by a range of sigmas, a share does nothing, the rest hurts."""
+
+    helps: float
+    help_sigmas: tuple[float, float]
+    nothing: float
+    hurt_sigmas: tuple[float, float] = (1.0, 20.0)
+
+    def effect(self, rng: random.Random) -> float:
+        """A change's true effect on val_bpb in bpb (negative helps)."""
+        draw = rng.random()
+        if draw < self.helps:
+            return -rng.uniform(*self.help_sigmas) * SIGMA
+        if draw < self.helps + self.nothing:
+            return 0.0
+        return rng.uniform(*self.hurt_sigmas) * SIGMA
+
+
+REGIMES = {
+    "hard": Regime(0.05, (0.3, 1.5), 0.60),
+    "middle": Regime(0.05, (0.5, 3.0), 0.60),
+    "easy": Regime(0.05, (1.0, 5.0), 0.60),
+}
+
+
+@dataclass
+class Outcome:
+    """One swarm's end: gains in sigma, and its accepted changes (how many did not really help)."""
+
+    real: float
+    claimed: float
+    accepted: int
+    false: int
+
+
+@dataclass
+class Truth:
+    """The simulated world: each config's true val_bpb and the effect draws of explored changes."""
+
+    regime: Regime
+    rng: random.Random
+    true_bpb: dict[str, float] = field(default_factory=lambda: {ROOT: BASE_BPB})
+    full: dict[str, dict] = field(default_factory=lambda: {ROOT: ROOT_CONFIG})
+
+    def explore(self, parent: str) -> tuple[str, dict]:
+        """A new config one change away from ``parent``, with its true value drawn from the regime."""
+        diff = {KNOB: round(1.0 + len(self.true_bpb) * 0.01, 2)}
+        config = apply(self.full[parent], diff)
+        digest = config_hash(config)
+        self.full[digest] = config
+        self.true_bpb[digest] = self.true_bpb[parent] + self.regime.effect(self.rng)
+        return digest, diff
+
+    def measure(self, config: str, noise: float) -> int:
+        return round(self.rng.gauss(self.true_bpb[config], noise) * UBPB)
+
+
+def events(nodes: int, rng: random.Random) -> Callable[[], int]:
+    """A clock of run ends: which node finishes next; nodes start a fresh run as soon as one ends."""
+    queue = [(rng.uniform(0, 0.01), node) for node in range(nodes)]
+    heapq.heapify(queue)
+
+    def next_node() -> int:
+        now, node = heapq.heappop(queue)
+        heapq.heappush(queue, (now + rng.uniform(*RUN_LENGTH), node))
+        return node
+
+    return next_node
+
+
+def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Policy) -> tuple[Outcome, list[Run]]:
+    """The swarm running the node's decision code; its outcome and its records."""
+    rng = random.Random(seed)
+    truth = Truth(regime, random.Random(seed + 1))
+    names = [f"node-{i}" for i in range(nodes)]
+    records: list[Run] = []
+    running: dict[int, tuple[str, str, dict, bytes | None]] = {}  # node -> (config, parent, diff, replicates)
+    view: TrackView | None = None
+    clock = events(nodes, rng)
+    step = 0
+    while len(records) < runs:
+        node = clock() if step >= nodes else step
+        step += 1
+        if node in running:  # its run ends: the result is everyone's at once
+            config, parent, diff, replicates = running.pop(node)
+            run_id = hashlib.sha256(f"{seed}/{step}".encode()).digest()
+            ubpb = truth.measure(config, SIGMA)
+            records.append(Run(run_id, step, names[node], TRACK, config, parent, diff, "ok", ubpb, replicates))
+            view = assess(records, policy).get(TRACK.key)
+        if len(records) + len(running) >= runs:
+            continue
+        claimed = {config for other, (config, *_) in running.items() if other != node}
+        work = choose_work(view, ROOT, names[node], claimed, policy, WorkWeights(), rng)
+        if work.kind == "baseline":
+            running[node] = (ROOT, ROOT, {}, None)
+        elif work.kind == "explore":
+            config, diff = truth.explore(work.target.config)
+            running[node] = (config, work.target.config, diff, None)
+        else:
+            target = work.target
+            running[node] = (target.config, target.parent, dict(target.diff), target.discovery)
+    best = view.best if view else None
+    root = {s.config: s for s in view.leaderboard}[ROOT]
+    accepted = [s for s in view.leaderboard if s.accepted and not s.is_default]
+    false = sum(truth.true_bpb[s.config] >= truth.true_bpb[s.reference] for s in accepted)
+    if best is None:
+        return Outcome(0.0, 0.0, 0, 0), records
+    real = (BASE_BPB - truth.true_bpb[best.config]) / SIGMA
+    claimed = (root.evidence_mean - best.evidence_mean) / SIGMA
+    return Outcome(real, claimed, len(accepted), false), records
+
+
+def simulate_greedy(regime: Regime, seed: int, runs: int, nodes: int, noise: float) -> Outcome:
+    """autoresearch's rule, swarmed: explore from the best single run; a run that beats it is the new best."""
+    rng = random.Random(seed)
+    truth = Truth(regime, random.Random(seed + 1))
+    running: dict[int, tuple[str, str]] = {}  # node -> (config, parent)
+    best: tuple[int, str] | None = None  # (val_bpb, config) of the best single run
+    baseline = accepted = false = 0
+    done = 0
+    clock = events(nodes, rng)
+    step = 0
+    while done < runs:
+        node = clock() if step >= nodes else step
+        step += 1
+        if node in running:
+            config, parent = running.pop(node)
+            value = truth.measure(config, noise)
+            done += 1
+            if best is None:
+                best, baseline = (value, config), value
+            elif value < best[0]:
+                best = (value, config)
+                accepted += 1
+                false += truth.true_bpb[config] >= truth.true_bpb[parent]
+        if done + len(running) >= runs:
+            continue
+        running[node] = (ROOT, ROOT) if best is None else (truth.explore(best[1])[0], best[1])
+    real = (BASE_BPB - truth.true_bpb[best[1]]) / SIGMA
+    return Outcome(real, (baseline - best[0]) / UBPB / SIGMA, accepted, false)
+
+
+def summarize(outcomes: list[Outcome]) -> str:
+    real = statistics.mean(o.real for o in outcomes)
+    spread = statistics.stdev(o.real for o in outcomes) / len(outcomes) ** 0.5 if len(outcomes) > 1 else 0.0
+    claimed = statistics.mean(o.claimed for o in outcomes)
+    accepted = sum(o.accepted for o in outcomes)
+    fdr = sum(o.false for o in outcomes) / accepted if accepted else 0.0
+    return f"{real:>7.2f} ±{spread:<5.2f}{claimed:>9.2f}{fdr:>8.1%}{accepted / len(outcomes):>10.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--swarms", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--regimes", default=",".join(REGIMES))
+    args = parser.parse_args()
+    policy = Policy(sigma_floor_ubpb=round(SIGMA * UBPB))
+    print(
+        f"{args.swarms} swarms x {args.runs} runs, {args.nodes} nodes, sigma {SIGMA}, policy min_runs={policy.min_runs}"
+    )
+    print(f"{'regime':<8}{'rule':<10}{'real gain (sigma)':>16}{'claimed':>9}{'FDR':>8}{'accepted':>10}")
+    for name in args.regimes.split(","):
+        started = time.monotonic()
+        seeds = [args.seed + 1000 * i for i in range(args.swarms)]
+        ours = [simulate_ours(REGIMES[name], s, args.runs, args.nodes, policy)[0] for s in seeds]
+        greedy = [simulate_greedy(REGIMES[name], s, args.runs, args.nodes, SIGMA) for s in seeds]
+        ceiling = [simulate_greedy(REGIMES[name], s, args.runs, args.nodes, 0.0) for s in seeds]
+        for rule, outcomes in (("ours", ours), ("greedy", greedy), ("ceiling", ceiling)):
+            print(f"{name:<8}{rule:<10}{summarize(outcomes)}")
+        ratio = statistics.mean(o.real for o in ours) / max(statistics.mean(o.real for o in greedy), 1e-9)
+        print(f"{name:<8}ours/greedy real gain {ratio:.2f}x ({time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
