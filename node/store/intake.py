@@ -19,7 +19,7 @@ from protocol.policy import Policy
 from protocol.records import Record, decode
 
 POOL_MIN_RECORDS = 128  # below this a batch is checked inline
-CHUNK_RECORDS = 64  # records per task sent to a worker
+CHUNK_RECORDS = 256  # records per task sent to a worker
 
 
 class Intake:

@@ -226,15 +226,22 @@ class Ledger:
                 if len(waiting) == len(roster):
                     break
                 roster = waiting
-            for record in roster + others:
-                try:
-                    self.check_author(record)
-                except NotAdmitted as err:
-                    refused[record.id] = str(err)
-                    continue
-                if self._insert(record):
-                    added.append(record)
+            added += [record for record in roster if self._admits(record, refused) and self._insert(record)]
+            held = self._held([record.id for record in others])
+            fresh = {record.id: record for record in others if record.id not in held}.values()
+            added += self._insert_new([record for record in fresh if self._admits(record, refused)])
         return added, refused
+
+    def _admits(self, record: Record, refused: dict[bytes, str]) -> bool:
+        """Whether ``record``'s author counts and has room today; else its reason goes into ``refused``."""
+        try:
+            self.check_author(record)
+        except NotAdmitted as err:
+            refused[record.id] = str(err)
+            return False
+        if self._day_bytes is not None:  # count it now, so the rest of the batch meets the same quota
+            self._day_bytes[(record.author, record.ts_ms // DAY_MS)] += len(record.raw)
+        return True
 
     def unheld(self, raws: Iterable[bytes]) -> list[bytes]:
         """Those of ``raws`` whose records we do not hold yet, each once: what is worth verifying."""
@@ -315,42 +322,42 @@ class Ledger:
         return self._index[1]
 
     def _insert(self, record: Record) -> bool:
-        body = record.body
-        track = record.track.key if record.track else ""  # roster records belong to no track
-        if record.track and track not in self._tracks:
-            self._db.execute(
-                "INSERT OR IGNORE INTO tracks VALUES (?, ?)", (track, canonical.pack(record.track.to_wire()))
-            )
-            self._tracks[track] = record.track
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO records (id, ts_ms, kind, author, track, parent, diff, config, outcome, val_bpb,"
-            " replicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                record.ts_ms,
-                record.kind,
-                record.author,
-                track,
-                body.get("parent", ""),
-                canonical.pack(body.get("diff", {})),
-                body.get("config"),
-                body.get("outcome"),
-                body.get("val_bpb"),
-                body.get("replicates"),
-            ),
-        )
-        if cursor.rowcount != 1:
+        """One record of any kind, if new; a roster record rebuilds the roster."""
+        if self.has(record.id):
             return False
-        self._db.execute("INSERT INTO raw VALUES (?, ?)", (cursor.lastrowid, record.raw))
-        self._count += 1
-        if self._day_bytes is not None:
-            self._day_bytes[(record.author, record.ts_ms // DAY_MS)] += len(record.raw)
-        if track in self._runs and record.kind == "result":
-            self._runs[track].append(Run.from_record(record))
+        self._insert_new([record])
         if record.kind in ROSTER_KINDS:
             self._roster_records.append(record)
             self._set_roster(build_roster(self.policy.admins, self._roster_records))
         return True
+
+    def _insert_new(self, records: list[Record]) -> list[Record]:
+        """New records, none held, each once: three statements for the batch, not two per record."""
+        for record in records:
+            if record.track and record.track.key not in self._tracks:
+                wire = canonical.pack(record.track.to_wire())
+                self._db.execute("INSERT OR IGNORE INTO tracks VALUES (?, ?)", (record.track.key, wire))
+                self._tracks[record.track.key] = record.track
+        self._db.executemany(
+            "INSERT INTO records (id, ts_ms, kind, author, track, parent, diff, config, outcome, val_bpb,"
+            " replicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_columns(record) for record in records],
+        )
+        seqs = self._seqs([record.id for record in records])
+        self._db.executemany("INSERT INTO raw VALUES (?, ?)", [(seqs[record.id], record.raw) for record in records])
+        self._count += len(records)
+        for record in records:
+            if record.kind == "result" and record.track.key in self._runs:
+                self._runs[record.track.key].append(Run.from_record(record))
+        return records
+
+    def _seqs(self, record_ids: list[bytes]) -> dict[bytes, int]:
+        found = {}
+        for start in range(0, len(record_ids), _SQL_VARIABLES):
+            chunk = record_ids[start : start + _SQL_VARIABLES]
+            query = f"SELECT id, seq FROM records WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update(self._db.execute(query, chunk))
+        return found
 
     def _set_roster(self, roster: Roster) -> None:
         if roster != self.roster:
@@ -509,6 +516,24 @@ class Ledger:
             if diff not in diffs:
                 diffs[diff] = canonical.unpack(diff, MAX_RECORD_BYTES)
             yield Run(record_id, ts_ms, author, track, config, parent, diffs[diff], outcome, val_bpb, replicates)
+
+
+def _columns(record: Record) -> tuple:
+    """A record's row in the records table; roster records belong to no track."""
+    body = record.body
+    return (
+        record.id,
+        record.ts_ms,
+        record.kind,
+        record.author,
+        record.track.key if record.track else "",
+        body.get("parent", ""),
+        canonical.pack(body.get("diff", {})),
+        body.get("config"),
+        body.get("outcome"),
+        body.get("val_bpb"),
+        body.get("replicates"),
+    )
 
 
 def _record_id(raw: bytes) -> bytes:
