@@ -95,7 +95,8 @@ class Dashboard:
             if self._picture[0] != count:
                 views = self.ledger.assess()
                 runs = {key: list(self.ledger.runs(key)) for key in views}
-                png = await trio.to_thread.run_sync(_draw, runs, views, self.ledger.policy)
+                holdout = report.accepted_holdout(self.ledger, views)  # the ledger is read here, not in the thread
+                png = await trio.to_thread.run_sync(_draw, runs, views, self.ledger.policy, holdout)
                 self._picture = (count, png)
             return self._picture[1]
 
@@ -121,9 +122,9 @@ def _status(record, accepted: dict[str, frozenset[str]]) -> str | None:
     return progress.run_status(record.body["outcome"], record.body["config"], accepted.get(record.track.key, ()))
 
 
-def _draw(runs, views, policy) -> bytes:
+def _draw(runs, views, policy, holdout) -> bytes:
     out = io.BytesIO()
-    progress.draw(progress.ledger_progress(runs, views, policy), out)
+    progress.draw(progress.ledger_progress(runs, views, policy, holdout), out)
     return out.getvalue()
 
 

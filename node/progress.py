@@ -5,7 +5,8 @@ same config never draws an "improvement". It steps only when the acceptance rule
 the runs known at that point, names another best; each step sits at that config's evidence mean
 as the whole ledger knows it now, with a band of +-2 standard errors (the track's pooled sigma
 over the config's evidence runs). Failed and killed runs have no val_bpb, so they sit on the
-bottom edge with their own markers, never at a made-up height.
+bottom edge with their own markers, never at a made-up height. A dashed line shows the accepted
+best's holdout score (test_bpb), so a gap opening between the two is visible at a glance.
 
 ``arnode plot`` writes it as a PNG; the dashboard serves the same drawing.
 """
@@ -55,6 +56,7 @@ class BestStep:
     config: str
     mean: float  # its evidence mean, as the whole ledger knows it now
     band: float  # BAND_SE standard errors
+    holdout: float | None = None  # its mean test_bpb, for people's eyes only; None before the holdout existed
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,10 @@ class TrackProgress:
         return f"{len(self.points)} experiments, {self.kept} kept"
 
 
-def track_progress(runs: list[Run], view: TrackView, policy: Policy) -> TrackProgress:
-    """One track's picture from its runs in record order and its current view."""
+def track_progress(
+    runs: list[Run], view: TrackView, policy: Policy, holdout: Mapping[str, float] | None = None
+) -> TrackProgress:
+    """One track's picture from its runs in record order, its current view and its configs' holdout scores."""
     accepted, candidates = accepted_configs(view), {s.config for s in view.candidates}
     points = tuple(
         Point(
@@ -92,7 +96,7 @@ def track_progress(runs: list[Run], view: TrackView, policy: Policy) -> TrackPro
         if best is not None and (not steps or steps[-1].config != best.config):
             now = stats[best.config]
             band = BAND_SE * view.sigma / math.sqrt(now.evidence_runs)
-            steps.append(BestStep(n, best.config, now.evidence_mean, band))
+            steps.append(BestStep(n, best.config, now.evidence_mean, band, (holdout or {}).get(best.config)))
     return TrackProgress(view.track.key, points, tuple(steps))
 
 
@@ -103,10 +107,14 @@ def _replay_points(runs: int) -> list[int]:
 
 
 def ledger_progress(
-    runs_by_track: Mapping[str, list[Run]], views: Mapping[str, TrackView], policy: Policy
+    runs_by_track: Mapping[str, list[Run]],
+    views: Mapping[str, TrackView],
+    policy: Policy,
+    holdout: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[TrackProgress]:
-    """Every track's picture, in the views' order."""
-    return [track_progress(runs_by_track[key], view, policy) for key, view in views.items()]
+    """Every track's picture, in the views' order; ``holdout``: per track, test_bpb per config."""
+    holdout = holdout or {}
+    return [track_progress(runs_by_track[key], view, policy, holdout.get(key)) for key, view in views.items()]
 
 
 FAILURE_STRIP = 0.08  # the bottom strip's height, a fraction of the axes
@@ -158,6 +166,10 @@ def _draw_track(axis, track: TrackProgress) -> None:
         )
         axis.fill_between(xs, low, high, step="post", color="tab:blue", alpha=0.15, label=f"±{BAND_SE} SE")
         axis.step(xs, means, where="post", color="tab:blue", linewidth=2, label="accepted best")
+        holdout = [step.holdout for step in track.best] + [track.best[-1].holdout]
+        if any(value is not None for value in holdout):
+            ys = [math.nan if value is None else value for value in holdout]
+            axis.step(xs, ys, where="post", color="tab:brown", linestyle="--", label="its holdout (test_bpb)")
     axis.set_xlim(0.5, max(len(track.points), 1) + 0.5)
     low, high = axis.get_ylim()
     if high - low < MIN_Y_SPAN:  # a few close runs must not look like a dramatic spread
@@ -168,7 +180,7 @@ def _draw_track(axis, track: TrackProgress) -> None:
         axis.set_ylim(low - FAILURE_STRIP * (high - low) / (1 - FAILURE_STRIP), high)
     axis.set_title(f"{track.title}\n{track.track}", fontsize=10)
     axis.set_xlabel("experiment #")
-    axis.set_ylabel("val_bpb (lower is better)")
+    axis.set_ylabel("bits per byte (lower is better)")
     axis.grid(alpha=0.3)
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 

@@ -161,3 +161,11 @@ def _description(body: Mapping[str, Any]) -> str:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+def accepted_holdout(ledger, views: Mapping[str, TrackView]) -> dict[str, dict[str, float]]:
+    """Per track, the mean test_bpb of each accepted config: drawn for people, read by no decision."""
+    return {
+        key: {config: test for config, (_, test) in holdout_scores(ledger, key, accepted_configs(view)).items()}
+        for key, view in views.items()
+    }

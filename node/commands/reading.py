@@ -117,7 +117,8 @@ def plot(args: argparse.Namespace, home: Home) -> int:
     with open_ledger(args, home) as ledger:
         if ledger:
             views = ledger.assess()
-            pictures = progress.ledger_progress({key: ledger.runs(key) for key in views}, views, ledger.policy)
+            runs = {key: ledger.runs(key) for key in views}
+            pictures = progress.ledger_progress(runs, views, ledger.policy, report.accepted_holdout(ledger, views))
     progress.draw(pictures, Path(args.output))
     titles = "; ".join(f"{picture.track}: {picture.title}" for picture in pictures) or "no experiments yet"
     print(f"wrote {args.output} ({titles})")

@@ -118,6 +118,7 @@ class Swarm:
         self._since: dict[str, float] = {}  # peer -> wall-clock time its connection opened
         self._publish_send, self._publish_receive = trio.open_memory_channel[tuple[str, bytes]](PUBLISH_QUEUE)
         self._new_peer_send, self._new_peer_receive = trio.open_memory_channel[str](1024)
+        self._sync_send, self._sync_receive = trio.open_memory_channel[str](1024)  # peers to start a sync with
         self.counters: Counter[str] = Counter()  # what the validators decided, for status and tests
         self._syncing: set[str] = set()
         self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
@@ -158,9 +159,10 @@ class Swarm:
                     nursery.start_soon(self.keeper.run)
                     nursery.start_soon(self._publisher)
                     nursery.start_soon(self._announcer)
-                    nursery.start_soon(self._sync_new_peers, nursery)
-                    nursery.start_soon(self._sync_periodically, nursery)
-                    nursery.start_soon(self._enforce_bans, nursery)
+                    nursery.start_soon(self._sync_sessions)
+                    nursery.start_soon(self._sync_new_peers)
+                    nursery.start_soon(self._sync_periodically)
+                    nursery.start_soon(self._enforce_bans)
                     log.info("listening on %s", " ".join(self.listen_addrs()))
                     task_status.started()
             finally:
@@ -410,25 +412,37 @@ class Swarm:
             on_added=lambda records: self._notify(records, "sync"),
         )
 
-    async def _sync_new_peers(self, nursery: trio.Nursery) -> None:
+    async def _sync_sessions(self) -> None:
+        """The nursery every outbound sync session runs in, started as new connections and the timer ask."""
+        async with trio.open_nursery() as sessions:
+            async for peer in self._sync_receive:
+                sessions.start_soon(self.sync_with, peer)
+
+    def _ask_sync(self, peer: str) -> None:
+        try:
+            self._sync_send.send_nowait(peer)
+        except trio.WouldBlock:  # a burst of connections: the periodic sync reaches the rest
+            log.debug("sync requests queue full: %s waits for the periodic sync", peer)
+
+    async def _sync_new_peers(self) -> None:
         async for peer in self._new_peer_receive:
             if peer in self.keeper.blocked or self.score.banned(peer):
                 await self.host.disconnect(ID.from_base58(peer))
                 continue
             # One side starts: the one with the smaller ID (the other would only repeat the work).
             if self.peer_id < peer and self._worth_syncing(peer):
-                nursery.start_soon(self.sync_with, peer)
+                self._ask_sync(peer)
 
     def _worth_syncing(self, peer: str) -> bool:
         """Members are; so is anyone while we are not a member ourselves: a joiner learns its invite by sync."""
         return self.ledger.is_member(peer) or not self.ledger.is_member(self.peer_id)
 
-    async def _sync_periodically(self, nursery: trio.Nursery) -> None:
+    async def _sync_periodically(self) -> None:
         while True:
             await trio.sleep(self.sync_interval_s * random.uniform(0.8, 1.2))
             peers = sorted(p for p in self.keeper.connected() - self.keeper.blocked if self._worth_syncing(p))
             if peers:
-                nursery.start_soon(self.sync_with, random.choice(peers))
+                self._ask_sync(random.choice(peers))
 
     def _penalise(self, peer: str, why: str) -> None:
         """One point against ``peer`` for invalid data; past the threshold it is banned (never raises)."""
@@ -443,12 +457,14 @@ class Swarm:
         except trio.WouldBlock:  # a ban storm: the score still refuses them, the disconnect waits
             log.debug("ban queue full: %s stays connected until it next misbehaves", peer)
 
-    async def _enforce_bans(self, nursery: trio.Nursery) -> None:
-        async for peer in self._ban_receive:
-            target = ID.from_base58(peer)
-            self.pubsub.add_to_blacklist(target)
-            await self.host.disconnect(target)
-            nursery.start_soon(self._lift_ban, peer)
+    async def _enforce_bans(self) -> None:
+        """Disconnect each banned peer; its ban lifts in a nursery of this task's own."""
+        async with trio.open_nursery() as lifts:
+            async for peer in self._ban_receive:
+                target = ID.from_base58(peer)
+                self.pubsub.add_to_blacklist(target)
+                await self.host.disconnect(target)
+                lifts.start_soon(self._lift_ban, peer)
 
     async def _lift_ban(self, peer: str) -> None:
         await trio.sleep(self.score.ban_s)

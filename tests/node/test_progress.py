@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from node import progress
+from node import progress, report
 from node.store.ledger import Ledger
 from protocol.policy import Policy
 from tests.node.store.test_ledger import T0, TRACK, person, result
@@ -17,7 +17,9 @@ def picture(tmp_path, records) -> progress.TrackProgress:
     try:
         for record in records:
             ledger.add(record.raw, now_ms=T0 + 10**9)
-        (track,) = progress.ledger_progress({TRACK.key: ledger.runs(TRACK.key)}, ledger.assess(), POLICY)
+        views = ledger.assess()
+        holdout = report.accepted_holdout(ledger, views)
+        (track,) = progress.ledger_progress({TRACK.key: ledger.runs(TRACK.key)}, views, POLICY, holdout)
     finally:
         ledger.close()
     return track
@@ -84,3 +86,19 @@ def test_an_empty_ledger_draws_an_empty_picture(tmp_path):
     assert figure.axes[0].get_title() == "no experiments yet"
     progress.draw([], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_holdout_of_the_accepted_best_is_drawn_beside_it(tmp_path):
+    runs = [result(person(0), T0 + i, bpb=v, seed=i, test_bpb=v + 0.1) for i, v in enumerate(noise(4))]
+    track = picture(tmp_path, runs)
+    (step,) = track.best
+    assert step.holdout == pytest.approx(step.mean + 0.1, abs=1e-6)
+    _, _, lines = drawn(track)
+    assert set(lines["its holdout (test_bpb)"].get_ydata()) == {step.holdout}
+
+
+def test_runs_from_before_the_holdout_draw_no_holdout_line(tmp_path):
+    track = picture(tmp_path, [result(person(0), T0 + i, bpb=v, seed=i) for i, v in enumerate(noise(4))])
+    assert track.best[0].holdout is None
+    _, _, lines = drawn(track)
+    assert "its holdout (test_bpb)" not in lines

@@ -41,6 +41,7 @@ def result(
     replicates: bytes | None = None,
     track: Track = TRACK,
     failure: str = "crash",
+    test_bpb: float | None = None,
 ) -> Record:
     """A signed result of running ``base`` plus ``diff``; ``bpb=None`` records a ``failure``."""
     diff = diff or {}
@@ -59,6 +60,7 @@ def result(
         "log": "1" * 64,
         "error": "" if bpb is not None else "boom",
         "replicates": replicates,
+        "test_bpb": round(test_bpb * 1_000_000) if test_bpb is not None else None,
     }
     return sign(identity, "result", body, ts_ms)
 
