@@ -10,13 +10,17 @@ round trip to a worker would cost more than it saves.
 """
 
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 
 from protocol.errors import RecordError
 from protocol.policy import Policy
 from protocol.records import Record, decode
+
+log = logging.getLogger("arnode.intake")
 
 POOL_MIN_RECORDS = 128  # below this a batch is checked inline
 CHUNK_RECORDS = 256  # records per task sent to a worker
@@ -47,14 +51,8 @@ class Intake:
 
     def admit_many(self, raws: Sequence[bytes], now_ms: int) -> tuple[list[Record], list[str]]:
         """(valid records, one reason per invalid one), in input order; on the pool when the batch is large."""
-        if self.workers < 2 or len(raws) < POOL_MIN_RECORDS:
-            decoded = _decode_chunk(raws, now_ms)
-        else:
-            chunks = [raws[start : start + CHUNK_RECORDS] for start in range(0, len(raws), CHUNK_RECORDS)]
-            decoded = [item for part in self._worker_pool().map(_decode_chunk, chunks, [now_ms] * len(chunks))
-                       for item in part]  # fmt: skip
         records, rejected = [], []
-        for item in decoded:
+        for item in self._decoded(raws, now_ms):
             if isinstance(item, str):
                 rejected.append(item)
                 continue
@@ -63,6 +61,18 @@ class Intake:
             except RecordError as err:
                 rejected.append(str(err))
         return records, rejected
+
+    def _decoded(self, raws: Sequence[bytes], now_ms: int) -> list[Record | str]:
+        if self.workers < 2 or len(raws) < POOL_MIN_RECORDS:
+            return _decode_chunk(raws, now_ms)
+        chunks = [raws[start : start + CHUNK_RECORDS] for start in range(0, len(raws), CHUNK_RECORDS)]
+        try:
+            return [item for part in self._worker_pool().map(_decode_chunk, chunks, [now_ms] * len(chunks))
+                    for item in part]  # fmt: skip
+        except BrokenProcessPool:  # a worker was killed from outside (e.g. for memory): a fresh pool next time
+            log.warning("a record-verifying worker died; this batch is checked here and the pool restarted")
+            self.close()
+            return _decode_chunk(raws, now_ms)
 
     def _admitted(self, record: Record) -> Record:
         self.policy.check(record)  # our track, after the swarm's creation, a plausible val_bpb

@@ -1,5 +1,8 @@
 """The intake judges a batch the same way inline and on its worker processes, in input order."""
 
+import os
+import signal
+
 from node.store.intake import POOL_MIN_RECORDS, Intake
 from protocol.track import Track
 from tests.node.store.test_ledger import POLICY, T0, person, result
@@ -39,3 +42,16 @@ def test_a_small_batch_is_judged_inline_without_starting_workers():
         records, rejected = intake.admit_many(mixed_batch()[:10], T0 + 10)
         assert intake._pool is None
     assert len(records) == 9 and len(rejected) == 1
+
+
+def test_a_killed_worker_costs_one_batch_its_speed_and_nothing_else():
+    raws = mixed_batch()
+    with Intake(POLICY, workers=2) as intake:
+        expected = intake.admit_many(raws, T0 + len(raws))
+        for process in list(intake._pool._processes.values()):
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+        assert intake.admit_many(raws, T0 + len(raws)) == expected  # checked here, the broken pool dropped
+        assert intake._pool is None
+        assert intake.admit_many(raws, T0 + len(raws)) == expected  # and a fresh pool after that
+        assert intake._pool is not None
