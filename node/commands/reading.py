@@ -5,6 +5,7 @@ leaderboard (``[]`` with --json) and succeed, so a newcomer's first look is neve
 """
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from node.store.ledger import Ledger
 from protocol.acceptance import TrackView
 
 RECORD_COLUMNS = ("ts_ms", "id", "kind", "outcome", "val_bpb", "test_bpb", "config_hash", "author", "hypothesis")
+PIPE_WIDTH = 200  # characters a line of the human table may take when not on a terminal
 BOARD_COLUMNS = ("rank", "config_hash", "val_bpb", "test_bpb", "runs", "authors", "verified", "diff")
 
 
@@ -141,7 +143,8 @@ def _print_rows(args: argparse.Namespace, rows: list[dict], columns: tuple[str, 
         for row in rows:
             cells = [_time(row[c]) if c == "ts_ms" else _cell(row[c]) for c in columns]
             table.add_row(*cells, style="green" if row.get("best") else None)
-        Console().print(table)
+        # a terminal fits the table to its width; a pipe or a file gets whole hashes and numbers
+        Console(width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)
     return 0
 
 
