@@ -26,8 +26,9 @@ import trio
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.tools.anyio_service import background_trio_service
 
+from node.clock import now_ms
 from node.net.host import build_host, build_pubsub
-from node.net.swarm import SYNC_PROTOCOL, now_ms
+from node.net.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.store.ledger import Ledger
 from protocol import announce
 from protocol.fingerprint import MAX_TS
