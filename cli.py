@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--home", default=argparse.SUPPRESS, metavar="DIR", help="keep all files under DIR (env ARNODE_HOME)"
     )
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    in_swarm = argparse.ArgumentParser(add_help=False)  # commands that read a swarm this home belongs to
+    in_swarm.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
     parser = argparse.ArgumentParser(prog="arnode", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -59,16 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--admin", action="append", default=[], metavar="PEER_ID", help="another founding admin (you are one)"
     )
-    p = swarm_sub.add_parser("invite", parents=[common], help="admit a member (admins only)")
+    p = swarm_sub.add_parser("invite", parents=[common, in_swarm], help="admit a member (admins only)")
     p.add_argument("peer_id", metavar="PEER_ID", help="the member's peer id, from its `arnode init`")
     p.add_argument("--admin", action="store_true", help="make it an admin too: it may invite and revoke")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
-    p = swarm_sub.add_parser("revoke", parents=[common], help="remove a member for good; its records stop counting")
+    p = swarm_sub.add_parser(
+        "revoke", parents=[common, in_swarm], help="remove a member for good; its records stop counting"
+    )
     p.add_argument("peer_id", metavar="PEER_ID")
     p.add_argument("--reason", default="", help="a short note for the other members")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
-    p = swarm_sub.add_parser("show", parents=[common], help="print the swarm id and policy")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
+    p = swarm_sub.add_parser("show", parents=[common, in_swarm], help="print the swarm id and policy")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("start", parents=[common], help="run the node: join the swarm and run experiments")
@@ -102,27 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     page.add_argument("--no-dashboard", action="store_true", help="serve no page")
 
-    p = sub.add_parser("results", parents=[common], help="the leaderboard from the local ledger")
+    p = sub.add_parser("results", parents=[common, in_swarm], help="the leaderboard from the local ledger")
     p.add_argument("--track", help="only this track (a key as shown in the output)")
     p.add_argument("--limit", type=int, default=20, help="rows per track (default 20)")
     p.add_argument("--all", action="store_true", help="every record, with its outcome")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON array")
     fmt.add_argument("--tsv", action="store_true", help="tab-separated values")
 
-    p = sub.add_parser("best", parents=[common], help="the current best full config and its evidence")
+    p = sub.add_parser("best", parents=[common, in_swarm], help="the current best full config and its evidence")
     p.add_argument("--track", help="only this track")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("export", parents=[common], help="autoresearch's results.tsv from the ledger")
+    p = sub.add_parser("export", parents=[common, in_swarm], help="autoresearch's results.tsv from the ledger")
     p.add_argument("--tsv", action="store_true", required=True, help="tab-separated values (the only format)")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
 
-    p = sub.add_parser("plot", parents=[common], help="val_bpb over experiments, like autoresearch's progress.png")
+    p = sub.add_parser(
+        "plot", parents=[common, in_swarm], help="val_bpb over experiments, like autoresearch's progress.png"
+    )
     p.add_argument("-o", "--output", default="progress.png", help="the PNG to write (default progress.png)")
-    p.add_argument("--swarm-key", metavar="FILE", help="the swarm file (default: swarm.toml in the home)")
 
     for name, text in (("status", "what the running daemon is doing"), ("peers", "the running daemon's peers")):
         p = sub.add_parser(name, parents=[common], help=text)
