@@ -42,6 +42,7 @@ class Dashboard:
     def __init__(self, ledger: Ledger, handlers: dict[str, Callable[[], Any]]) -> None:
         self.ledger, self.handlers = ledger, handlers
         self._picture: tuple[int, bytes] = (-1, b"")
+        self._tracks: tuple[int, list[dict[str, Any]]] = (-1, [])  # (ledger size, panels) like the picture
         self._drawing = trio.Lock()
 
     def state(self) -> dict[str, Any]:
@@ -50,12 +51,18 @@ class Dashboard:
         return {
             "status": self.handlers["status"](),
             "peers": self.handlers["peers"](),
-            "tracks": [self._track(view) for view in views.values()],
+            "tracks": self._track_panels(views),
             "recent": [
                 {**report.record_row(record), "status": _status(record, accepted)}
                 for record in self.ledger.recent(RECENT_RECORDS)
             ],
         }
+
+    def _track_panels(self, views: dict[str, TrackView]) -> list[dict[str, Any]]:
+        """Each track's panel, rebuilt only when the ledger has grown: the holdout scores decode records."""
+        if self._tracks[0] != len(self.ledger):
+            self._tracks = (len(self.ledger), [self._track(view) for view in views.values()])
+        return self._tracks[1]
 
     def _track(self, view: TrackView) -> dict[str, Any]:
         runs = self.ledger.runs(view.track.key)
