@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "swarm revoke": "swarm:revoke",
     "results": "reading:results",
     "best": "reading:best",
+    "hypotheses": "reading:hypotheses",
     "export": "reading:export",
     "plot": "reading:plot",
     "status": "asking:status",
@@ -114,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("best", parents=[common, in_swarm], help="the current best full config and its evidence")
     p.add_argument("--track", help="only this track")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser(
+        "hypotheses", parents=[common, in_swarm], help="ideas published for any node to run: open or answered"
+    )
+    p.add_argument("--track", help="only this track")
+    p.add_argument("--limit", type=int, default=20, help="the newest N per track (default 20)")
+    p.add_argument("--open", action="store_true", help="only those nobody has run yet")
+    p.add_argument("--json", action="store_true", help="one JSON array, answers in full")
 
     p = sub.add_parser("export", parents=[common, in_swarm], help="autoresearch's results.tsv from the ledger")
     p.add_argument("--tsv", action="store_true", required=True, help="tab-separated values (the only format)")

@@ -1,17 +1,18 @@
-"""What `arnode results`, `best` and `export` show: rows derived from the ledger's views.
+"""What `arnode results`, `best`, `export` and `hypotheses` show: rows derived from the ledger's views.
 
 The holdout score (test_bpb) is shown here, to people, and nowhere else: the acceptance rule, the
 work chooser and the proposers never see it, so it stays an honest check on the validation split.
 """
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from node.progress import accepted_configs, run_status
 from protocol.acceptance import ConfigStats, TrackView, bpb
-from protocol.config import PROFILES, ROOTS, default_config, diff_between
+from protocol.config import PROFILES, ROOTS, Config, apply, config_hash, default_config, diff_between
 from protocol.errors import ProtocolError
 from protocol.records import Record
 
@@ -169,3 +170,110 @@ def accepted_holdout(ledger, views: Mapping[str, TrackView]) -> dict[str, dict[s
         key: {config: test for config, (_, test) in holdout_scores(ledger, key, accepted_configs(view)).items()}
         for key, view in views.items()
     }
+
+
+def hypothesis_rows(ledger, track_key: str | None = None) -> list[dict[str, Any]]:
+    """Every hypothesis by a member (on ``track_key``), newest first: open, answered or invalid, and how
+    each answer did against the hypothesis's parent. ``ledger`` is a node.ledger.Ledger.
+
+    A hypothesis is answered once its config has runs, whichever path reached it. One whose parent
+    this node cannot resolve (yet) is matched on its (parent, diff) alone, as the proposers match it.
+    """
+    views = ledger.assess()
+    tracks: dict[str, _TrackRuns] = {}
+    rows = []
+    for status in reversed(ledger.hypotheses(track_key)):
+        record = status.record
+        key = record.track.key
+        if key not in tracks:
+            tracks[key] = _TrackRuns.of(ledger, views.get(key))
+        known = tracks[key]
+        parent, diff = record.body["parent"], record.body["diff"]
+        config, change, problem, runnable = _hypothesis_config(ledger.resolve_config, parent, diff)
+        answers = ([config] if config in known.stats else []) if config else list(status.answers)
+        rows.append(
+            {
+                "track": record.track.key,
+                "id": record.hex_id,
+                "ts_ms": record.ts_ms,
+                "author": record.author,
+                "parent": parent,
+                "diff": diff,
+                "change": change,
+                "config_hash": config,
+                "rationale": record.body["rationale"],
+                "status": "invalid" if not runnable else "answered" if answers else "open",
+                "problem": problem,
+                "answers": [known.answer(answer, parent) for answer in answers],
+            }
+        )
+    return rows
+
+
+def _hypothesis_config(resolve, parent: str, diff: Config) -> tuple[str | None, str, str | None, bool]:
+    """(config it names, its change in words, what is wrong with it, whether it can run at all)."""
+    try:
+        base = resolve(parent)
+    except ProtocolError:
+        change = ", ".join(f"{name}={value}" for name, value in diff.items())
+        return None, change, "parent unknown here", True
+    change = ", ".join(f"{name} {base[name]}->{value}" for name, value in diff.items()) or "nothing"
+    try:
+        config = config_hash(apply(base, diff))
+    except ProtocolError as err:
+        return None, change, f"does not apply: {err}", False
+    if config == parent:
+        return None, change, "changes nothing in its parent", False
+    return config, change, None, True
+
+
+@dataclass(frozen=True)
+class _TrackRuns:
+    """A track's view, its configs' stats and the outcomes of their runs: what answers are judged on."""
+
+    view: TrackView | None
+    stats: Mapping[str, ConfigStats]
+    outcomes: Mapping[str, Counter]
+
+    @classmethod
+    def of(cls, ledger, view: TrackView | None) -> "_TrackRuns":
+        outcomes: dict[str, Counter] = defaultdict(Counter)
+        for run in ledger.runs(view.track.key) if view else ():
+            outcomes[run.config][run.outcome] += 1
+        return cls(view, {s.config: s for s in view.leaderboard} if view else {}, outcomes)
+
+    def answer(self, config: str, parent: str) -> dict[str, Any]:
+        """How the config that answered a hypothesis did: its runs, and its mean against its parent's."""
+        stats = self.stats.get(config)
+        if stats is None:  # matched on (parent, diff), but no member's run of it counts in the view
+            return {"config_hash": config, "outcomes": {}, "val_bpb": None, "verdict": "no counted runs"}
+        base = self.stats.get(parent)
+        base_mean = base.mean if base else None
+        delta = stats.mean - base_mean if stats.mean is not None and base_mean is not None else None
+        outcomes = self.outcomes[config]
+        return {
+            "config_hash": config,
+            "outcomes": dict(outcomes),  # e.g. {"ok": 3, "crash": 1}
+            "authors": stats.authors,
+            "val_bpb": stats.mean,  # over its ok runs
+            "parent_val_bpb": base_mean,
+            "delta": delta,
+            "delta_sigma": delta / self.view.sigma if delta is not None else None,
+            "accepted": stats.accepted,
+            "verdict": _verdict(self.view, stats, delta, outcomes),
+        }
+
+
+def _verdict(view: TrackView, stats: ConfigStats, delta: float | None, outcomes: Counter) -> str:
+    """In words: kept (accepted), candidate, how it failed, not better, not significant, ahead but unverified."""
+    if stats.accepted:
+        return "kept"
+    if stats in view.candidates:
+        return "candidate: being re-run"
+    if stats.runs == 0:
+        return "every run failed: " + ", ".join(sorted(outcomes))
+    if delta is None:
+        return "its parent has no ok run"
+    if delta >= 0:
+        return "not better"
+    return "not significant" if stats.verified else "ahead, unverified"

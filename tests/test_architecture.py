@@ -63,7 +63,15 @@ HEAVY = {"libp2p", "openai", "pyarrow", "torch"}
 
 @pytest.mark.parametrize(
     "command",
-    [("results",), ("results", "--all"), ("best",), ("export", "--tsv"), ("plot", "-o", "progress.png"), ("status",)],
+    [
+        ("results",),
+        ("results", "--all"),
+        ("best",),
+        ("hypotheses",),
+        ("export", "--tsv"),
+        ("plot", "-o", "progress.png"),
+        ("status",),
+    ],
 )
 def test_a_read_only_command_never_loads_the_network_the_llm_client_or_the_trainer(command, tmp_path) -> None:
     done = subprocess.run(

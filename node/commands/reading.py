@@ -1,4 +1,4 @@
-"""`arnode results`, `best`, `export`, `plot`: the local ledger, opened read-only.
+"""`arnode results`, `best`, `hypotheses`, `export`, `plot`: the local ledger, opened read-only.
 
 A home without a swarm or a ledger yet simply has no results: the commands print an empty
 leaderboard (``[]`` with --json) and succeed, so a newcomer's first look is never an error.
@@ -7,7 +7,7 @@ leaderboard (``[]`` with --json) and succeed, so a newcomer's first look is neve
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +24,9 @@ from protocol.acceptance import TrackView
 RECORD_COLUMNS = ("ts_ms", "id", "kind", "outcome", "val_bpb", "test_bpb", "config_hash", "author", "hypothesis")
 PIPE_WIDTH = 200  # characters a line of the human table may take when not on a terminal
 BOARD_COLUMNS = ("rank", "config_hash", "val_bpb", "test_bpb", "runs", "authors", "verified", "diff")
+HYPOTHESIS_COLUMNS = ("author", "parent", "change", "status", "answer", "val_bpb", "vs_parent", "verdict", "rationale")
+HYPOTHESIS_STATES = ("open", "answered", "invalid")
+HYPOTHESIS_PROSE = {"verdict": 32, "rationale": 60}  # wrapped columns, and their widest line
 
 
 @contextmanager
@@ -105,6 +108,48 @@ def _holdout_line(summary: dict) -> str:
     return line + f" vs the default's {summary['default_holdout_gap']:+.6f} ({verdict})"
 
 
+def hypotheses(args: argparse.Namespace, home: Home) -> int:
+    """Each track's hypotheses, newest first: open, or answered and by which config with what result."""
+    with open_ledger(args, home) as ledger:
+        every = report.hypothesis_rows(ledger, args.track) if ledger else []
+        if args.track is not None and not every:
+            _views(ledger, args.track)  # an unknown track is an error, as in `arnode results`
+    by_track: dict[str, list[dict]] = {}
+    for row in every:
+        by_track.setdefault(row["track"], []).append(row)
+    shown = {
+        key: [row for row in rows if not args.open or row["status"] == "open"][: args.limit]
+        for key, rows in by_track.items()
+    }
+    if args.json:
+        print(report.dumps([row for rows in shown.values() for row in rows]))
+        return 0
+    if not every:
+        print("no hypotheses yet")
+    for key, rows in shown.items():
+        counts = ", ".join(f"{sum(r['status'] == s for r in by_track[key])} {s}" for s in HYPOTHESIS_STATES)
+        which = f"the newest {len(rows)}" + (" open" if args.open else "")
+        print(f"track {key}: {counts}" + (f" (showing {which})" if len(rows) < len(by_track[key]) else ""))
+        if rows:
+            cells = [_hypothesis_cells(row) for row in rows]
+            _print_table(cells, HYPOTHESIS_COLUMNS, lambda r: r["verdict"] == "kept", HYPOTHESIS_PROSE)
+    return 0
+
+
+def _hypothesis_cells(row: dict) -> dict:
+    """A hypothesis as one line: its first answer's result beside it, or what is wrong with it."""
+    answer = row["answers"][0] if row["answers"] else {}
+    delta, sigmas = answer.get("delta"), answer.get("delta_sigma")
+    more = f" (+{len(row['answers']) - 1} more)" if len(row["answers"]) > 1 else ""
+    return {
+        **row,
+        "answer": (answer["config_hash"][:10] + more) if answer else None,
+        "val_bpb": answer.get("val_bpb"),
+        "vs_parent": f"{delta:+.6f} ({sigmas:+.1f}σ)" if delta is not None else None,
+        "verdict": answer.get("verdict") or row["problem"],
+    }
+
+
 def export(args: argparse.Namespace, home: Home) -> int:
     with open_ledger(args, home) as ledger:
         rows = report.export_rows(ledger.records("result"), ledger.assess()) if ledger else []
@@ -137,15 +182,27 @@ def _print_rows(args: argparse.Namespace, rows: list[dict], columns: tuple[str, 
     elif not rows:
         print("no results yet")
     else:
-        table = Table(box=None, header_style="bold")
-        for column in columns:
-            table.add_column("time" if column == "ts_ms" else column, no_wrap=True, overflow="ellipsis")
-        for row in rows:
-            cells = [_time(row[c]) if c == "ts_ms" else _cell(row[c]) for c in columns]
-            table.add_row(*cells, style="green" if row.get("best") else None)
-        # a terminal fits the table to its width; a pipe or a file gets whole hashes and numbers
-        Console(width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)
+        _print_table(rows, columns, lambda row: row.get("best"))
     return 0
+
+
+def _print_table(
+    rows: list[dict], columns: tuple[str, ...], green: Callable[[dict], bool], prose: Mapping[str, int] = {}
+) -> None:
+    """One line per row, cut to fit, except ``prose`` columns (name -> most characters a line): they wrap,
+    and give up their width first on a narrow terminal."""
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        title = "time" if column == "ts_ms" else column
+        if column in prose:
+            table.add_column(title, max_width=prose[column])
+        else:
+            table.add_column(title, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        cells = [_time(row[c]) if c == "ts_ms" else _cell(row[c], full=c in prose) for c in columns]
+        table.add_row(*cells, style="green" if green(row) else None)
+    # a terminal fits the table to its width; a pipe or a file gets whole hashes and numbers
+    Console(width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)
 
 
 def _time(ts_ms: int) -> str:

@@ -443,21 +443,28 @@ class Ledger:
         return PendingWork(replicate, hypotheses)
 
     def hypotheses(self, track_key: str | None = None) -> tuple[HypothesisStatus, ...]:
-        """Every hypothesis (on ``track_key``), oldest first, each with the results that answered it."""
+        """Every hypothesis by a member (on ``track_key``), oldest first, each with the configs of the
+        members' results that ran it. Two queries, whatever the number of hypotheses: one pass over the
+        results finds every answer."""
+        answers: dict[tuple[str, str, bytes], set[str]] = defaultdict(set)
+        results = self._db.execute(
+            "SELECT track, parent, diff, config, author FROM records"
+            " WHERE kind = 'result' AND (? IS NULL OR track = ?)",
+            (track_key, track_key),
+        )
+        for track, parent, diff, config, author in results:
+            if self.roster.is_member(author):
+                answers[(track, parent, diff)].add(config)
         rows = self._db.execute(
-            "SELECT h.track, h.parent, h.diff, raw.bytes FROM records AS h JOIN raw USING (seq)"
+            "SELECT h.author, h.track, h.parent, h.diff, raw.bytes FROM records AS h JOIN raw USING (seq)"
             " WHERE h.kind = 'hypothesis' AND (? IS NULL OR h.track = ?) ORDER BY h.ts_ms, h.id",
             (track_key, track_key),
-        ).fetchall()
-        found = []
-        for track, parent, diff, raw in rows:
-            answers = self._db.execute(
-                "SELECT DISTINCT config FROM records WHERE kind = 'result' AND track = ? AND parent = ? AND diff = ?"
-                " ORDER BY config",
-                (track, parent, diff),
-            )
-            found.append(HypothesisStatus(decode(raw, _FAR_FUTURE_MS), tuple(config for (config,) in answers)))
-        return tuple(found)
+        )
+        return tuple(
+            HypothesisStatus(decode(raw, _FAR_FUTURE_MS), tuple(sorted(answers.get((track, parent, diff), ()))))
+            for author, track, parent, diff, raw in rows
+            if self.roster.is_member(author)
+        )
 
     def resolve_config(self, config_hash: str) -> Config:
         """The full config named by ``config_hash``, rebuilt from result links back to a default.

@@ -9,7 +9,7 @@ import pytest
 from node.store import ledger as ledger_module
 from node.store.ledger import Ledger
 from protocol.roster import NotAdmitted
-from tests.node.store.test_ledger import POLICY, T0, person, result
+from tests.node.store.test_ledger import POLICY, T0, hypothesis, person, result
 from tests.protocol.test_roster import invite, revoke
 
 FOUNDER, MEMBER, HOSTILE, SYBIL = person(10), person(11), person(12), person(13)
@@ -64,6 +64,19 @@ def test_the_previous_best_returns_when_its_challenger_is_revoked(tmp_path):
     held_ids = [record_id for _, record_id in ledger.keys()]  # noqa: SIM118 (a list of keys, not a dict)
     assert FORGED[0].id not in held_ids
     assert all(record.author != HOSTILE.peer_id for record in ledger.records())
+
+
+def test_a_revoked_members_hypotheses_and_answers_vanish_from_the_hypotheses_view(tmp_path):
+    ledger = opened(tmp_path, "l")
+    honest_idea = hypothesis(MEMBER, T0 + 5, {"depth": 12})  # the hostile member's discovery answers it
+    hostile_idea = hypothesis(HOSTILE, T0 + 6, {"matrix_lr": 0.05})
+    ledger.add_many(r.raw for r in INVITES + HONEST + FORGED + [honest_idea, hostile_idea])
+    assert [(s.record.id, s.answered) for s in ledger.hypotheses()] == [
+        (honest_idea.id, True),
+        (hostile_idea.id, False),
+    ]
+    ledger.add(REVOCATION.raw)
+    assert [(s.record.id, s.answered) for s in ledger.hypotheses()] == [(honest_idea.id, False)]
 
 
 def test_a_member_over_its_daily_quota_is_refused(tmp_path, monkeypatch):
