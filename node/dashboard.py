@@ -1,8 +1,8 @@
 """The live dashboard: a read-only page that `arnode start` serves, by default on 127.0.0.1 only.
 
 One page (dashboard.html, no external scripts, so it works offline) polls two endpoints:
-``/api/state`` (the leaderboard per track, the best config's lineage, workers, peers, recent
-records) and ``/progress.png`` (the progress picture of `arnode plot`). The state is read in the
+``/api/state`` (the leaderboard per track, the best config's lineage, the hypotheses, workers,
+peers, recent records) and ``/progress.png`` (the progress picture of `arnode plot`). The state is read in the
 daemon's own thread, where the ledger lives; the picture, the one slow part, is replayed and drawn
 in a worker thread from immutable copies, once per new record count. Starlette on Hypercorn's
 trio worker; nothing here writes anything.
@@ -34,6 +34,7 @@ SERVER_LOG.setLevel(logging.WARNING)
 PAGE = Path(__file__).with_name("dashboard.html")
 LEADERBOARD_ROWS = 20
 RECENT_RECORDS = 30
+HYPOTHESIS_ROWS = 20  # per track: the open ones first, newest first
 
 
 class Dashboard:
@@ -43,6 +44,7 @@ class Dashboard:
         self.ledger, self.handlers = ledger, handlers
         self._picture: tuple[int, bytes] = (-1, b"")
         self._tracks: tuple[int, list[dict[str, Any]]] = (-1, [])  # (ledger size, panels) like the picture
+        self._hypotheses: tuple[int, list[dict[str, Any]]] = (-1, [])
         self._drawing = trio.Lock()
 
     def state(self) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class Dashboard:
             "status": self.handlers["status"](),
             "peers": self.handlers["peers"](),
             "tracks": self._track_panels(views),
+            "hypotheses": self._hypothesis_panels(),
             "recent": [
                 {**report.record_row(record), "status": _status(record, accepted)}
                 for record in self.ledger.recent(RECENT_RECORDS)
@@ -63,6 +66,19 @@ class Dashboard:
         if self._tracks[0] != len(self.ledger):
             self._tracks = (len(self.ledger), [self._track(view) for view in views.values()])
         return self._tracks[1]
+
+    def _hypothesis_panels(self) -> list[dict[str, Any]]:
+        """Per track, its hypotheses by state and the newest, open first; rebuilt only when the ledger has grown."""
+        if self._hypotheses[0] != len(self.ledger):
+            panels: dict[str, dict[str, Any]] = {}
+            for row in report.hypothesis_rows(self.ledger):
+                panel = panels.setdefault(row["track"], {"track": row["track"], "open": 0, "answered": 0, "invalid": 0})
+                panel[row["status"]] += 1
+                panel.setdefault("rows", []).append(row)
+            for panel in panels.values():  # a stable sort: newest first within open and within the rest
+                panel["rows"] = sorted(panel["rows"], key=lambda row: row["status"] != "open")[:HYPOTHESIS_ROWS]
+            self._hypotheses = (len(self.ledger), list(panels.values()))
+        return self._hypotheses[1]
 
     def _track(self, view: TrackView) -> dict[str, Any]:
         runs = self.ledger.runs(view.track.key)

@@ -9,12 +9,15 @@ import pytest
 import trio
 
 from node.daemon import Daemon, DaemonOptions
+from node.dashboard import Dashboard
 from node.home import Home
 from node.settings import Settings
 from node.store.ledger import Ledger
 from protocol.identity import Identity
 from protocol.policy import Policy
-from tests.node.store.test_ledger import T0, person, result
+from protocol.records import Record, sign
+from protocol.track import Track
+from tests.node.store.test_ledger import ROOT, T0, person, result
 
 pytestmark = pytest.mark.process  # a real node and a real browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -101,6 +104,76 @@ async def show_records_to_a_browser(daemon: Daemon) -> None:
         png = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(picture).read())
         assert png[:4] == b"\x89PNG"
         nursery.cancel_scope.cancel()
+
+
+HOSTILE_RATIONALE = "<img src=x onerror=\"document.title='owned'\"> <b>deeper</b> uses the budget better"
+
+
+def idea(track: Track, ts_ms: int, diff: dict, rationale: str = HOSTILE_RATIONALE) -> Record:
+    body = {"track": track.to_wire(), "parent": ROOT, "diff": diff, "rationale": rationale}
+    return sign(person(1), "hypothesis", body, ts_ms)
+
+
+def hypothesis_rows(browser, state: str) -> list[dict]:
+    return browser.execute_script(
+        f"return [...document.querySelectorAll('#hypotheses tr.{state}')].map((row) => ({{"
+        "change: row.querySelector('td.change').textContent, verdict: row.querySelector('td.verdict').textContent,"
+        "rationale: row.querySelector('td.rationale').textContent}))"
+    )
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
+)
+def test_the_page_shows_a_hypothesis_open_then_answered_and_a_bad_one_with_its_reason_as_text(tmp_path):
+    with peer_daemon(Home.locate(tmp_path / "node")) as daemon:
+        trio.run(show_hypotheses_to_a_browser, daemon)
+
+
+async def show_hypotheses_to_a_browser(daemon: Daemon) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon.run)
+        url = await wait_for(lambda: daemon.dashboard_url, "the page's address", in_browser=False)
+        browser = await trio.to_thread.run_sync(open_browser)
+        try:
+            await trio.to_thread.run_sync(browser.get, url)
+            await wait_for(lambda: "no hypotheses yet" in browser.page_source, "an empty hypotheses panel")
+            for record in (
+                result(person(0), T0, bpb=1.0, track=daemon.track),
+                idea(daemon.track, T0 + 1, {"depth": 12}),
+                idea(daemon.track, T0 + 2, {"warmup_ratio": 0.9}, "a long warmup"),  # over 1 with the warmdown
+            ):
+                assert daemon.ledger.add(record.raw) is not None  # as if a peer's records just arrived
+            (opened,) = await wait_for(lambda: hypothesis_rows(browser, "open"), "the open hypothesis")
+            assert opened == {"change": "depth 8->12", "verdict": "", "rationale": HOSTILE_RATIONALE}
+            (invalid,) = await wait_for(lambda: hypothesis_rows(browser, "invalid"), "the invalid hypothesis")
+            assert invalid["verdict"] == "does not apply: warmup_ratio + warmdown_ratio must not exceed 1"
+            answer = result(person(2), T0 + 3, {"depth": 12}, bpb=1.1, seed=1, track=daemon.track)
+            assert daemon.ledger.add(answer.raw) is not None
+            (answered,) = await wait_for(lambda: hypothesis_rows(browser, "answered"), "the answered hypothesis")
+            assert answered["verdict"] == "not better"
+            assert "+0.100000 (+50.0σ)" in await trio.to_thread.run_sync(lambda: browser.page_source)
+            markup = "return document.querySelectorAll('#hypotheses img, #hypotheses b').length + document.title"
+            assert await trio.to_thread.run_sync(browser.execute_script, markup) == "0arnode"  # text, never HTML
+        finally:
+            await trio.to_thread.run_sync(browser.quit)
+        nursery.cancel_scope.cancel()
+
+
+def test_the_hypotheses_panel_is_rebuilt_only_when_the_ledger_grows(tmp_path):
+    with Ledger.open(tmp_path / "ledger.sqlite", Policy()) as ledger:
+        baseline = result(person(0), T0, bpb=1.0)
+        ledger.add_many([baseline.raw, idea(baseline.track, T0 + 1, {"depth": 12}).raw])
+        dashboard = Dashboard(ledger, {"status": dict, "peers": list})
+        (panel,) = dashboard.state()["hypotheses"]
+        assert (panel["open"], panel["answered"], panel["invalid"]) == (1, 0, 0)
+        assert dashboard.state()["hypotheses"][0] is panel  # the same panel: nothing was re-read
+        ledger.add(result(person(2), T0 + 2, {"depth": 12}, bpb=1.1, seed=1).raw)
+        (panel,) = dashboard.state()["hypotheses"]
+        assert (panel["open"], panel["answered"]) == (0, 1) and panel["rows"][0]["answers"][0][
+            "verdict"
+        ] == "not better"
 
 
 def test_a_busy_port_costs_the_page_not_the_node(tmp_path):
