@@ -34,7 +34,7 @@ import trio
 
 from node.clock import now_ms
 from node.errors import NodeError
-from node.store.intake import Intake
+from node.store.intake import CHUNK_RECORDS, Intake, Judging
 from node.store.ledger import Ledger
 from protocol.fingerprint import FINGERPRINT_BYTES, HIGHEST, ID_BYTES, LOWEST, MAX_TS, Bound, RangeIndex
 from protocol.records import MAX_RECORD_BYTES, Record
@@ -49,8 +49,9 @@ MAX_ROUNDS = 32  # an honest session needs about log16(n / LEAF) + 2
 MAX_RANGES_PER_ROUND = 1 << 16
 RECEIVE_BYTES = 64 * 1024
 LOOKUP_IDS = 256  # records read from the ledger per query
-JUDGE_MIN_RECORDS = 1024  # judged together: enough to keep every verifying core busy
 READ_AHEAD_BATCHES = 32  # ~64 KB batches read while earlier ones are judged and stored
+JUDGING_BATCHES = 8  # worker-sized batches handed to the intake ahead of storing: work queued for every core
+STORE_MIN_RECORDS = 2048  # judged batches joined into one transaction: each one rewrites the ID index's pages
 MAX_WANTED = 1 << 17  # IDs asked for in one session (~15 MB of set); a longer catch-up takes more sessions
 HELLO_TIMEOUT_S = 10.0
 FINGERPRINT, IDS = 0, 1  # how a range is described
@@ -272,15 +273,16 @@ class _Session:
         await self.stream.send_eof()
 
     async def receive_records(self) -> None:
-        """Read, judge and store at once, as a pipeline: batch k is stored while k+1 is judged and k+2 read.
+        """Read, judge and store at once, as a pipeline: while batch k is stored, the next ones are being
+        judged on every core and more are read.
 
         What arrived before a peer's fault is still judged and kept; the fault ends the session after.
         """
         to_judge, batches = trio.open_memory_channel[list[bytes]](READ_AHEAD_BATCHES)
-        to_store, judged = trio.open_memory_channel[tuple[list[Record], list[str]]](1)
+        to_store, judging = trio.open_memory_channel[Judging](JUDGING_BATCHES)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.judge_records, batches, to_store)
-            nursery.start_soon(self.store_records, judged)
+            nursery.start_soon(self.store_records, judging)
             async with to_judge:
                 fault = await self.forward_batches(to_judge)
         if fault is not None:
@@ -303,23 +305,30 @@ class _Session:
         return None
 
     async def judge_records(
-        self,
-        batches: trio.MemoryReceiveChannel[list[bytes]],
-        to_store: trio.MemorySendChannel[tuple[list[Record], list[str]]],
+        self, batches: trio.MemoryReceiveChannel[list[bytes]], to_store: trio.MemorySendChannel[Judging]
     ) -> None:
-        """Verify off the event loop, joining queued batches so every verifying core has work."""
+        """Hand queued batches, joined into worker-sized ones, to the intake without waiting for its verdict:
+        the workers verify the next batches while the ones before are stored."""
         async with to_store:
             async for raws in batches:
-                while len(raws) < JUDGE_MIN_RECORDS:
+                while len(raws) < CHUNK_RECORDS:
                     try:
                         raws = raws + batches.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                fresh = self.ledger.unheld(raws)
-                await to_store.send(await trio.to_thread.run_sync(self.intake.admit_many, fresh, now_ms()))
+                await to_store.send(self.intake.start(self.ledger.unheld(raws), now_ms()))
 
-    async def store_records(self, judged: trio.MemoryReceiveChannel[tuple[list[Record], list[str]]]) -> None:
-        async for records, rejected in judged:
+    async def store_records(self, judging: trio.MemoryReceiveChannel[Judging]) -> None:
+        """Insert verdicts in the order the batches came, several judged batches to a transaction."""
+        async for first in judging:
+            records, rejected = await trio.to_thread.run_sync(first.result)
+            while len(records) < STORE_MIN_RECORDS and not rejected:
+                try:
+                    more = judging.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                more_records, rejected = await trio.to_thread.run_sync(more.result)
+                records += more_records
             added, refused = self.ledger.insert(records)
             self.report.records_received += len(added)
             self.refused.update(refused)

@@ -332,32 +332,32 @@ class Ledger:
         return True
 
     def _insert_new(self, records: list[Record]) -> list[Record]:
-        """New records, none held, each once: three statements for the batch, not two per record."""
-        for record in records:
-            if record.track and record.track.key not in self._tracks:
-                wire = canonical.pack(record.track.to_wire())
-                self._db.execute("INSERT OR IGNORE INTO tracks VALUES (?, ?)", (record.track.key, wire))
-                self._tracks[record.track.key] = record.track
-        self._db.executemany(
-            "INSERT INTO records (id, ts_ms, kind, author, track, parent, diff, config, outcome, val_bpb,"
-            " replicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_columns(record) for record in records],
-        )
-        seqs = self._seqs([record.id for record in records])
-        self._db.executemany("INSERT INTO raw VALUES (?, ?)", [(seqs[record.id], record.raw) for record in records])
-        self._count += len(records)
-        for record in records:
-            if record.kind == "result" and record.track.key in self._runs:
-                self._runs[record.track.key].append(Run.from_record(record))
-        return records
+        """New records, none held, each once: two statements for the batch, not two per record.
 
-    def _seqs(self, record_ids: list[bytes]) -> dict[bytes, int]:
-        found = {}
-        for start in range(0, len(record_ids), _SQL_VARIABLES):
-            chunk = record_ids[start : start + _SQL_VARIABLES]
-            query = f"SELECT id, seq FROM records WHERE id IN ({','.join('?' * len(chunk))})"
-            found.update(self._db.execute(query, chunk))
-        return found
+        Each record's seq is given here, after the highest one (what SQLite would pick), so its raw
+        bytes go in beside it without reading the seqs back.
+        """
+        track_keys = [record.track.key if record.track else "" for record in records]
+        for record, key in zip(records, track_keys, strict=True):
+            if key and key not in self._tracks:
+                wire = canonical.pack(record.track.to_wire())
+                self._db.execute("INSERT OR IGNORE INTO tracks VALUES (?, ?)", (key, wire))
+                self._tracks[key] = record.track
+        last_seq = self._db.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+        seqs = range(last_seq + 1, last_seq + 1 + len(records))
+        self._db.executemany(
+            "INSERT INTO records (seq, id, ts_ms, kind, author, track, parent, diff, config, outcome, val_bpb,"
+            " replicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(seq, *_columns(record, key)) for seq, record, key in zip(seqs, records, track_keys, strict=True)],
+        )
+        self._db.executemany(
+            "INSERT INTO raw VALUES (?, ?)", [(seq, record.raw) for seq, record in zip(seqs, records, strict=True)]
+        )
+        self._count += len(records)
+        for record, key in zip(records, track_keys, strict=True):
+            if record.kind == "result" and key in self._runs:
+                self._runs[key].append(Run.from_record(record))
+        return records
 
     def _set_roster(self, roster: Roster) -> None:
         if roster != self.roster:
@@ -525,15 +525,15 @@ class Ledger:
             yield Run(record_id, ts_ms, author, track, config, parent, diffs[diff], outcome, val_bpb, replicates)
 
 
-def _columns(record: Record) -> tuple:
-    """A record's row in the records table; roster records belong to no track."""
+def _columns(record: Record, track_key: str) -> tuple:
+    """A record's row in the records table (after its seq); roster records belong to no track (key "")."""
     body = record.body
     return (
         record.id,
         record.ts_ms,
         record.kind,
         record.author,
-        record.track.key if record.track else "",
+        track_key,
         body.get("parent", ""),
         canonical.pack(body.get("diff", {})),
         body.get("config"),
