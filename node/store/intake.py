@@ -74,13 +74,14 @@ class Intake:
 
     def start(self, raws: Sequence[bytes], now_ms: int) -> "Judging":
         """Begin judging ``raws``: on a worker if the batch is large enough, else inline when its result is asked."""
-        future = None
-        if self.workers >= 2 and len(raws) >= POOL_MIN_RECORDS:
-            try:
-                future = self._worker_pool().submit(_judge_on_worker, raws, now_ms, self.policy)
-            except BrokenProcessPool:  # it broke since the last batch: this one is checked here
-                self.close()
-        return Judging(self, raws, now_ms, future)
+        if self.workers < 2 or len(raws) < POOL_MIN_RECORDS:
+            return Judging(self, raws, now_ms, None, None)
+        pool = self._worker_pool()
+        try:
+            return Judging(self, raws, now_ms, pool, pool.submit(_judge_on_worker, raws, now_ms, self.policy))
+        except BrokenProcessPool:  # it broke since the last batch: this one is checked here
+            self._discard(pool)
+            return Judging(self, raws, now_ms, None, None)
 
     def _worker_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -89,20 +90,33 @@ class Intake:
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
         return self._pool
 
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Drop a broken pool, unless a fresh one already replaced it; the next large batch starts another."""
+        if self._pool is pool:
+            self._pool = None
+        pool.shutdown(cancel_futures=True)
+
 
 class Judging:
     """A batch being judged; ``result()`` blocks until it is (call it off the event loop)."""
 
-    def __init__(self, intake: Intake, raws: Sequence[bytes], now_ms: int, future: concurrent.futures.Future | None):
-        self._intake, self._raws, self._now_ms, self._future = intake, raws, now_ms, future
+    def __init__(
+        self,
+        intake: Intake,
+        raws: Sequence[bytes],
+        now_ms: int,
+        pool: concurrent.futures.ProcessPoolExecutor | None,
+        future: concurrent.futures.Future | None,
+    ) -> None:
+        self._intake, self._raws, self._now_ms, self._pool, self._future = intake, raws, now_ms, pool, future
 
     def result(self) -> Verdicts:
-        if self._future is not None:
+        if self._pool is not None and self._future is not None:
             try:
                 return _rebuilt(self._raws, marshal.loads(self._future.result()))
             except BrokenProcessPool:  # a worker was killed from outside (e.g. for memory): a fresh pool next time
                 log.warning("a record-verifying worker died; this batch is checked here and the pool restarted")
-                self._intake.close()
+                self._intake._discard(self._pool)
         return _split(_judge(self._raws, self._now_ms, self._intake.policy))
 
 
