@@ -27,6 +27,7 @@ The stream is anything with trio's HalfCloseableStream methods (``receive_some``
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import msgpack
@@ -307,8 +308,10 @@ class _Session:
     async def judge_records(
         self, batches: trio.MemoryReceiveChannel[list[bytes]], to_store: trio.MemorySendChannel[Judging]
     ) -> None:
-        """Hand queued batches, joined into worker-sized ones, to the intake without waiting for its verdict:
-        the workers verify the next batches while the ones before are stored."""
+        """Hand queued batches, joined into worker-sized ones, to the intake without waiting for its verdict.
+
+        The workers verify the next batches while the ones before are stored.
+        """
         async with to_store:
             async for raws in batches:
                 while len(raws) < CHUNK_RECORDS:
@@ -319,7 +322,18 @@ class _Session:
                 await to_store.send(self.intake.start(self.ledger.unheld(raws), now_ms()))
 
     async def store_records(self, judging: trio.MemoryReceiveChannel[Judging]) -> None:
-        """Insert verdicts in the order the batches came, several judged batches to a transaction."""
+        """Insert verdicts in the order the batches came, several judged batches to a transaction.
+
+        When the session ends early, batches still queued are taken back from the workers.
+        """
+        try:
+            await self._store_judged(judging)
+        finally:
+            with suppress(trio.WouldBlock, trio.EndOfChannel):
+                while True:
+                    judging.receive_nowait().cancel()
+
+    async def _store_judged(self, judging: trio.MemoryReceiveChannel[Judging]) -> None:
         async for first in judging:
             records, rejected = await trio.to_thread.run_sync(first.result)
             while len(records) < STORE_MIN_RECORDS and not rejected:

@@ -119,6 +119,11 @@ class Judging:
                 self._intake._discard(self._pool)
         return _split(_judge(self._raws, self._now_ms, self._intake.policy))
 
+    def cancel(self) -> None:
+        """The verdict is no longer wanted: a worker that has not begun this batch skips it."""
+        if self._future is not None:
+            self._future.cancel()
+
 
 def _admitted(raw: bytes, now_ms: int, policy: Policy) -> Record:
     record = decode(raw, now_ms)

@@ -55,3 +55,15 @@ def test_a_killed_worker_costs_one_batch_its_speed_and_nothing_else():
         assert intake._pool is None
         assert intake.admit_many(raws, T0 + len(raws)) == expected  # and a fresh pool after that
         assert intake._pool is not None
+
+
+def test_batches_started_together_on_the_workers_keep_their_own_verdicts():
+    raws = mixed_batch()
+    with Intake(POLICY, workers=1) as inline:
+        expected = inline.admit_many(raws[:-1], T0 + len(raws)), inline.admit_many(raws[1:], T0 + len(raws))
+    with Intake(POLICY, workers=2) as intake:
+        first, second = intake.start(raws[:-1], T0 + len(raws)), intake.start(raws[1:], T0 + len(raws))
+        assert intake._pool is not None  # both are large enough for the workers
+        assert (first.result(), second.result()) == expected
+        first.cancel()  # a verdict already given stays given
+        assert first.result() == expected[0]
