@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.research.work import WorkWeights, choose_work
-from protocol.acceptance import UBPB, Run, TrackView, assess
+from protocol.acceptance import UBPB, Derivations, Run, TrackView, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.policy import Policy
 from protocol.track import Track
@@ -120,6 +120,7 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
     records: list[Run] = []
     running: dict[int, tuple[str, str, dict, bytes | None]] = {}  # node -> (config, parent, diff, replicates)
     view: TrackView | None = None
+    derivations: Derivations = {}  # the records only grow: each config is derived from its parent once
     clock = events(nodes, rng)
     step = 0
     while len(records) < runs:
@@ -130,7 +131,7 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
             run_id = hashlib.sha256(f"{seed}/{step}".encode()).digest()
             ubpb = truth.measure(config, SIGMA)
             records.append(Run(run_id, step, names[node], TRACK, config, parent, diff, "ok", ubpb, replicates))
-            view = assess(records, policy).get(TRACK.key)
+            view = assess(records, policy, derivations).get(TRACK.key)
         if len(records) + len(running) >= runs:
             continue
         claimed = {config for other, (config, *_) in running.items() if other != node}

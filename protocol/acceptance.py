@@ -112,8 +112,18 @@ class TrackView:
     frontier: ConfigStats | None = None  # the config with the best estimate: where exploration goes on
 
 
-def assess(runs: Iterable[Run | Record], policy: Policy) -> dict[str, TrackView]:
-    """Each track's view of the record set, keyed by track key."""
+Derivations = dict[tuple[str, tuple], tuple[Config, str] | None]  # (parent, typed diff items) -> (config, hash)
+
+
+def assess(
+    runs: Iterable[Run | Record], policy: Policy, derivations: Derivations | None = None
+) -> dict[str, TrackView]:
+    """Each track's view of the record set, keyed by track key.
+
+    A caller that assesses a growing record set again and again (the swarm simulation) may pass the
+    same ``derivations`` dict each time: re-deriving every config from its parent dominates the cost
+    otherwise, and a derivation depends only on the parent's hash and the diff, so the views are the same.
+    """
     unique: dict[bytes, Run] = {}
     for run in runs:
         if isinstance(run, Record):
@@ -122,7 +132,7 @@ def assess(runs: Iterable[Run | Record], policy: Policy) -> dict[str, TrackView]
             run = Run.from_record(run)
         unique[run.id] = run
     ordered = sorted(unique.values(), key=lambda run: (run.ts_ms, run.id))
-    links = Lineage(ordered)
+    links = Lineage(ordered, derivations)
     by_track: dict[Track, list[Run]] = defaultdict(list)
     for run in ordered:
         by_track[run.track].append(run)
@@ -136,13 +146,14 @@ class Lineage:
     backdated record with a false link cannot cut a config off from its real parent.
     """
 
-    def __init__(self, ordered: list[Run]) -> None:
+    def __init__(self, ordered: list[Run], derivations: Derivations | None = None) -> None:
         # distinct claims per config, earliest first: many runs repeat the same link
         self._claims: dict[str, dict[tuple[str, tuple], tuple[str, Mapping[str, Any]]]] = defaultdict(dict)
         for run in ordered:
             self._claims[run.config].setdefault((run.parent, tuple(sorted(run.diff.items()))), (run.parent, run.diff))
         self._full: dict[str, Config | None] = {}
         self.link: dict[str, tuple[str, Mapping[str, Any]]] = {}  # config -> its true (parent, diff)
+        self._derived: Derivations = {} if derivations is None else derivations
 
     def resolve(self, config: str) -> Config | None:
         """The full config, or None when no chain of true links leads back to a default."""
@@ -165,18 +176,27 @@ class Lineage:
         return self._full[config]
 
     def _first_true_link(self, config: str) -> Config | None:
-        for parent, diff in self._claims.get(config, {}).values():
+        for (parent, items), (_, diff) in self._claims.get(config, {}).items():
             base = self._full.get(parent)
             if base is None:
                 continue
+            derived = self._derive(base, parent, items, diff)
+            if derived is not None and derived[1] == config:
+                self.link[config] = (parent, diff)
+                return derived[0]
+        return None
+
+    def _derive(self, base: Config, parent: str, items: tuple, diff: Mapping[str, Any]) -> tuple[Config, str] | None:
+        """``base`` (the config hashing to ``parent``) plus ``diff``, and its hash; None if the diff is invalid."""
+        key = (parent, tuple((name, type(value), value) for name, value in items))  # 1, 1.0 and True differ
+        if key not in self._derived:
             try:
                 full = apply(base, diff)
             except ProtocolError:
-                continue
-            if config_hash(full) == config:
-                self.link[config] = (parent, diff)
-                return full
-        return None
+                self._derived[key] = None
+            else:
+                self._derived[key] = (full, config_hash(full))
+        return self._derived[key]
 
 
 def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy) -> TrackView:

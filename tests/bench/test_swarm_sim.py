@@ -12,8 +12,10 @@ def test_a_small_swarm_decides_the_same_from_any_order_of_its_records():
     outcome, records = simulate_ours(REGIMES["easy"], seed=0, runs=80, nodes=3, policy=POLICY)
     assert len(records) == 80 and outcome.accepted >= 1  # it explored, verified and accepted something
     rng = random.Random(0)
+    derivations = {}  # shared across the growing prefixes, as the simulation shares it
     for prefix in (1, 10, 40, 80):
         ordered = assess(records[:prefix], POLICY)[TRACK.key]
+        assert assess(records[:prefix], POLICY, derivations)[TRACK.key] == ordered
         shuffled = records[:prefix]
         rng.shuffle(shuffled)
         view = assess(shuffled + shuffled[:5], POLICY)[TRACK.key]  # and duplicates

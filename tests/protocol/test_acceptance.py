@@ -225,6 +225,17 @@ def test_shuffled_and_duplicated_input_gives_the_identical_answer(rng, duplicate
     assert assess(iter(records), POLICY) == EXPECTED
 
 
+def test_derivations_shared_across_a_growing_record_set_give_the_same_views():
+    derivations = {}
+    for prefix in range(1, len(RICH) + 1):
+        assert assess(RICH[:prefix], POLICY, derivations) == assess(RICH[:prefix], POLICY)
+    assert assess(list(reversed(RICH)), POLICY, derivations) == EXPECTED
+    invalid = Run(b"\x05" * 32, NOW, ALICE.peer_id, TRACK, "5" * 64, ROOT, {"no_such_knob": 1}, "ok", UBPB, None)
+    for _ in range(2):  # the second time the invalid diff is remembered, not re-applied
+        assert not stats_of(assess([*RICH, invalid], POLICY, derivations)[TRACK.key], "5" * 64).linked
+    assert None in derivations.values()
+
+
 def test_the_rich_record_set_has_an_answer_worth_comparing():
     view = EXPECTED[TRACK.key]
     assert view.best.config == CHILD
