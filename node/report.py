@@ -249,7 +249,8 @@ class _TrackRuns:
             return {"config_hash": config, "outcomes": {}, "val_bpb": None, "verdict": "no counted runs"}
         base = self.stats.get(parent)
         base_mean = base.mean if base else None
-        delta = stats.mean - base_mean if stats.mean is not None and base_mean is not None else None
+        # rounded to what a run can tell apart: float noise in the sixth decimal is not a result
+        delta = round(stats.mean - base_mean, 6) if stats.mean is not None and base_mean is not None else None
         outcomes = self.outcomes[config]
         return {
             "config_hash": config,
@@ -258,7 +259,7 @@ class _TrackRuns:
             "val_bpb": stats.mean,  # over its ok runs
             "parent_val_bpb": base_mean,
             "delta": delta,
-            "delta_sigma": delta / self.view.sigma if delta is not None else None,
+            "delta_sigma": round(delta / self.view.sigma, 2) if delta is not None else None,
             "accepted": stats.accepted,
             "verdict": _verdict(self.view, stats, delta, outcomes),
         }
