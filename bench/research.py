@@ -14,6 +14,7 @@
 """
 
 import argparse
+import os
 import random
 import secrets
 import statistics
@@ -38,6 +39,9 @@ from tests.trainer.conftest import tiny_config
 from trainer.spec import build_spec, track_for
 
 BUDGET_S = 300
+# Trainer processes at once, each on one thread: searches that run side by side share the cores this way.
+TRAINERS = trio.CapacityLimiter(os.cpu_count() or 1)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 async def loop_overhead(runs: int, steps: int, root: Path) -> list[dict]:
@@ -82,7 +86,8 @@ async def val_bpb(config: dict, tokens: int, root: Path) -> float:
     track = track_for("cpu", "shakespeare", "tokens", tokens)
     spec = build_spec(config, track, "cpu", root / "data", root / "cache")
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # a fresh directory: no stale result to read
-    outcome = await TrainerRun(spec, run_dir, timeout_s=900).run()
+    async with TRAINERS:
+        outcome = await TrainerRun(spec, run_dir, timeout_s=900, env=ONE_THREAD).run()
     return outcome.result.val_bpb if outcome.outcome == "ok" else float("inf")
 
 
