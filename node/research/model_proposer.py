@@ -2,20 +2,25 @@
 
 A surrogate of val_bpb is fitted to every config tried on the track, by any node: Bayesian linear
 regression on each knob's change from the parent explored from (log scale for rates and sizes, a
-linear and a squared term per numeric knob, one indicator per categorical value). Failed configs
-count as results worse than any that ran, so the model steers away from them. The candidates are
+linear and a squared term per numeric knob, one indicator per categorical value). Curvature has a
+tighter prior than slope, so a change that hurt one way makes the opposite change look promising.
+The spread of results is measured robustly (median absolute deviation), and failed configs and
+wild results count as a fixed number of spreads worse than the median: the model steers away from
+them without one crippled config drowning every real effect. The candidates are
 the built-in proposer's moves (every single-knob grid step, pairs of the most promising ones, the
 extension of the last change, peers' open hypotheses), never a tried or claimed config. One draw
 of the model's weights from their posterior (Thompson sampling) scores them all and the lowest
 predicted val_bpb wins: knobs nobody has moved keep their prior uncertainty, so the search keeps
-exploring them until the results say they do not matter. An open hypothesis the draw does not
-expect to hurt is run first, so peers' ideas get answered. With fewer results than it takes to
-fit, or no untried candidate, it is the built-in proposer.
+exploring them until the results say they do not matter. An open hypothesis the model does not
+expect to hurt (its posterior mean within half the noise) is run first, so peers' ideas get
+answered. With fewer results than it takes to fit, or no untried candidate, it is the built-in
+proposer.
 """
 
 import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +39,10 @@ NAME = "model"
 MIN_RESULTS = 4  # ok results on the track before the model is fitted; the built-in search until then
 PAIR_POOL = 8  # the most promising single changes, paired with each other as candidates
 RIDGE = 4.0  # prior precision of a weight: an untried knob step is expected to move val_bpb by half the spread
-FAILURE_PENALTY = 2.0  # a failed config counts as this many result spreads worse than the worst run
+CURVATURE_RIDGE = 16.0  # prior precision of a squared term: curvature is expected half the size of a slope
+# A result this many spreads worse than the median counts as only this bad, and a failed config as
+# that too: the model learns to avoid both without one wild value bending every other estimate.
+OUTLIER_SPREADS = 6.0
 MODELLED = tuple(knob for knob in KNOBS if knob.hashed)
 
 
@@ -51,9 +59,10 @@ class ModelProposer:
         if len(ok) < MIN_RESULTS:
             return self.fallback.propose(ctx, rng)
         features = Features(ctx.best_config, [o.config for o in ctx.observations])
-        weights = _posterior_draw(features, ctx.observations, rng)
+        posterior = Posterior.fit(features, ctx.observations, ctx.sigma)
+        weights = posterior.draw(rng)
         adoptable = [h for h in ctx.hypotheses if h.parent == ctx.best_hash and self._untried(ctx, [dict(h.diff)])]
-        promising = [h for h in adoptable if features.predict(weights, h.diff) <= 0]
+        promising = [h for h in adoptable if features.predict(posterior.mean, h.diff) <= posterior.noise / 2]
         if promising:  # a peer's open idea the results do not argue against: run it, answering it for everyone
             chosen = min(promising, key=lambda h: features.predict(weights, h.diff))
             proposal = self._untried(ctx, [dict(chosen.diff)])[0]
@@ -84,7 +93,16 @@ class Features:
         self.choices = {
             knob.name: sorted({str(c[knob.name]) for c in [base, *configs]}) for knob in MODELLED if not _numeric(knob)
         }
-        self.size = sum(len(self.choices[k.name]) if k.name in self.choices else 2 for k in MODELLED)
+        # a knob's curvature is expected smaller than its slope, so a result on one side of the base
+        # config says something about the other side: halving a rate hurt, so doubling it may help
+        self.prior_precision = np.array(
+            [
+                precision
+                for knob in MODELLED
+                for precision in ([RIDGE] * len(self.choices[knob.name]) if knob.name in self.choices
+                                  else [RIDGE, CURVATURE_RIDGE])
+            ]
+        )  # fmt: skip
 
     def row(self, diff: Mapping[str, Value]) -> np.ndarray:
         values: list[float] = []
@@ -113,24 +131,38 @@ def _scale(knob: Knob, value: Value) -> float:
         return math.log(max(1 - float(value), 1e-6))
     if knob.name in FRACTION_KNOBS:
         return 4 * float(value)  # a 0.25 step is about as bold as doubling a rate
+    if knob.kind is float and value == 0:  # a disabled scale: switching it on at 1% of its range is one doubling
+        return math.log2(knob.hi / 200)
     if knob.name in DOUBLING_KNOBS or knob.kind is float:
         return math.log2(max(float(value), 1e-6))
     return math.log2(max(float(value), 1.0))
 
 
-def _posterior_draw(features: Features, observations: tuple[Observation, ...], rng: random.Random) -> np.ndarray:
-    """One draw of (intercept, weights) from the Bayesian linear regression's posterior."""
-    ok = [o.val_bpb for o in observations if o.val_bpb is not None]
-    spread = float(np.std(ok)) or 1e-3
-    worst = max(ok) + FAILURE_PENALTY * spread
-    diffs = [{k: o.config[k] for k in o.config if o.config[k] != features.base.get(k)} for o in observations]
-    rows = np.array([[1.0, *features.row(diff)] for diff in diffs])
-    targets = np.array([o.val_bpb if o.val_bpb is not None else worst for o in observations])
-    precision = rows.T @ rows / spread**2 + np.diag([1e-6, *[RIDGE / spread**2] * features.size])
-    covariance = np.linalg.inv(precision)
-    mean = covariance @ rows.T @ targets / spread**2
-    draw = np.random.default_rng(rng.getrandbits(64)).multivariate_normal(mean, (covariance + covariance.T) / 2)
-    return draw
+@dataclass(frozen=True)
+class Posterior:
+    """The Bayesian linear regression's posterior over (intercept, weights), and the noise it assumed."""
+
+    mean: np.ndarray
+    covariance: np.ndarray
+    noise: float
+
+    @classmethod
+    def fit(cls, features: Features, observations: tuple[Observation, ...], sigma: float | None) -> "Posterior":
+        ok = np.array([o.val_bpb for o in observations if o.val_bpb is not None])
+        # a robust spread: a few diverged or crippled configs must not make every real effect look like noise
+        spread = 1.4826 * float(np.median(np.abs(ok - np.median(ok)))) or float(np.std(ok)) or 1e-3
+        noise = sigma or spread
+        worst = float(np.median(ok)) + OUTLIER_SPREADS * spread
+        diffs = [{k: o.config[k] for k in o.config if o.config[k] != features.base.get(k)} for o in observations]
+        rows = np.array([[1.0, *features.row(diff)] for diff in diffs])
+        targets = np.array([min(o.val_bpb, worst) if o.val_bpb is not None else worst for o in observations])
+        precision = rows.T @ rows / noise**2 + np.diag([1e-6, *(features.prior_precision / spread**2)])
+        covariance = np.linalg.inv(precision)
+        return cls(covariance @ rows.T @ targets / noise**2, (covariance + covariance.T) / 2, noise)
+
+    def draw(self, rng: random.Random) -> np.ndarray:
+        """One draw of the weights, for Thompson sampling."""
+        return np.random.default_rng(rng.getrandbits(64)).multivariate_normal(self.mean, self.covariance)
 
 
 def _pairs(singles: list[Config]) -> list[Config]:

@@ -71,3 +71,23 @@ def test_an_open_hypothesis_from_a_peer_is_picked_up():
     ctx = dataclasses.replace(ctx, hypotheses=(idea,))
     proposal = ModelProposer().propose(ctx, random.Random(0))
     assert proposal.diff == {"warmdown_ratio": 0.65} and "a longer warmdown" in proposal.hypothesis
+
+
+def test_a_change_that_hurt_points_the_other_way():
+    # only lower matrix rates were tried, and they hurt: the slope says a higher rate should help
+    observations = [Observation(BASE, 3.0)]
+    for i, diff in enumerate(single_changes(BASE)):
+        lr = diff.get("matrix_lr", BASE["matrix_lr"])
+        if lr <= BASE["matrix_lr"]:
+            observations.append(
+                Observation(apply(BASE, diff), 3.0 + 0.001 * (i % 3) + (0.05 if lr < BASE["matrix_lr"] else 0))
+            )
+    proposals = [ModelProposer().propose(context(observations), random.Random(seed)).diff for seed in range(8)]
+    assert sum(diff.get("matrix_lr", 0) > BASE["matrix_lr"] for diff in proposals) >= 6
+
+
+def test_a_few_crippled_configs_do_not_hide_a_real_effect():
+    observations = peers_results(0.02)
+    observations += [Observation(apply(BASE, diff), 9.0) for diff in single_changes(BASE) if "depth" in diff]
+    proposals = [ModelProposer().propose(context(observations), random.Random(seed)).diff for seed in range(8)]
+    assert sum(diff.get("matrix_lr", 0) > BASE["matrix_lr"] for diff in proposals) >= 6
