@@ -26,7 +26,7 @@ from bench.research import random_single_knob, val_bpb
 from node.research.agent import AgentContext, Observation
 from node.research.builtin_proposer import BuiltinProposer, knob_steps
 from node.research.model_proposer import ModelProposer
-from protocol.config import KNOBS, check_config, config_hash
+from protocol.config import KNOBS, Knob, Value, check_config, config_hash
 from protocol.errors import ConfigError
 from tests.trainer.conftest import tiny_config
 
@@ -93,7 +93,7 @@ def tpe_config(results: list[Observation], rng: random.Random) -> dict:
     raise RuntimeError("TPE found no valid untried config")
 
 
-def _grid(knob, value) -> tuple:
+def _grid(knob: Knob, value: Value) -> tuple[Value, ...]:
     """A knob's start value and its grid neighbours, one and two steps out."""
     near = [value, *knob_steps(knob, value)]
     return tuple(dict.fromkeys([*near, *(step for v in near[1:] for step in knob_steps(knob, v))]))

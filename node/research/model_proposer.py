@@ -4,17 +4,17 @@ A surrogate of val_bpb is fitted to every config tried on the track, by any node
 regression on each knob's change from the parent explored from (log scale for rates and sizes, a
 linear and a squared term per numeric knob, one indicator per categorical value). Curvature has a
 tighter prior than slope, so a change that hurt one way makes the opposite change look promising.
-The spread of results is measured robustly (median absolute deviation), and failed configs and
-wild results count as a fixed number of spreads worse than the median: the model steers away from
-them without one crippled config drowning every real effect. The candidates are
-the built-in proposer's moves (every single-knob grid step, pairs of the most promising ones, the
-extension of the last change, peers' open hypotheses), never a tried or claimed config. One draw
-of the model's weights from their posterior (Thompson sampling) scores them all and the lowest
-predicted val_bpb wins: knobs nobody has moved keep their prior uncertainty, so the search keeps
-exploring them until the results say they do not matter. An open hypothesis the model does not
-expect to hurt (its posterior mean within half the noise) is run first, so peers' ideas get
-answered. With fewer results than it takes to fit, or no untried candidate, it is the built-in
-proposer.
+The spread of results is measured robustly (median absolute deviation); the noise is the track's
+sigma when it is known, else that spread. Failed configs and wild results count as a fixed number
+of spreads worse than the median: the model steers away from them without one crippled config
+drowning every real effect. The candidates are the built-in proposer's moves (every single-knob
+grid step, pairs of the most promising ones, the extension of the last change, peers' open
+hypotheses), never a tried or claimed config. One draw of the model's weights from their posterior
+(Thompson sampling) scores them all and the lowest predicted val_bpb wins: knobs nobody has moved
+keep their prior uncertainty, so the search keeps exploring them until the results say they do not
+matter. An open hypothesis the model does not expect to hurt (its posterior mean within half the
+noise) is run first, so peers' ideas get answered. With fewer results than it takes to fit, or no
+untried candidate, it is the built-in proposer.
 """
 
 import math
@@ -43,6 +43,7 @@ CURVATURE_RIDGE = 16.0  # prior precision of a squared term: curvature is expect
 # A result this many spreads worse than the median counts as only this bad, and a failed config as
 # that too: the model learns to avoid both without one wild value bending every other estimate.
 OUTLIER_SPREADS = 6.0
+MAD_TO_SD = 1.4826  # a normal distribution's standard deviation per unit of median absolute deviation
 MODELLED = tuple(knob for knob in KNOBS if knob.hashed)
 
 
@@ -150,7 +151,7 @@ class Posterior:
     def fit(cls, features: Features, observations: tuple[Observation, ...], sigma: float | None) -> "Posterior":
         ok = np.array([o.val_bpb for o in observations if o.val_bpb is not None])
         # a robust spread: a few diverged or crippled configs must not make every real effect look like noise
-        spread = 1.4826 * float(np.median(np.abs(ok - np.median(ok)))) or float(np.std(ok)) or 1e-3
+        spread = MAD_TO_SD * float(np.median(np.abs(ok - np.median(ok)))) or float(np.std(ok)) or 1e-3
         noise = sigma or spread
         worst = float(np.median(ok)) + OUTLIER_SPREADS * spread
         diffs = [{k: o.config[k] for k in o.config if o.config[k] != features.base.get(k)} for o in observations]
