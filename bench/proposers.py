@@ -15,6 +15,7 @@ between searches, and the seed-noise band of one re-run.
 """
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -22,19 +23,46 @@ from pathlib import Path
 
 import trio
 
-from bench.research import random_single_knob, val_bpb
 from node.research.agent import AgentContext, Observation
 from node.research.builtin_proposer import BuiltinProposer, knob_steps
 from node.research.model_proposer import ModelProposer
+from node.research.runner import TrainerRun
 from protocol.config import KNOBS, Knob, Value, check_config, config_hash
 from protocol.errors import ConfigError
 from tests.trainer.conftest import tiny_config
+from trainer.spec import build_spec, track_for
 
 PROPOSERS = ("random", "builtin", "model")  # and "tpe", when asked for
 TPE_DRAWS = 64  # asks of the TPE sampler before a search gives up on finding a valid, untried config
 RERUN_SEED_BASE = 10_000  # re-run seeds no search used
 # The tiny trainer config, smaller still: one layer, short rows, so a run costs seconds, not minutes.
 BENCH_CONFIG = {"depth": 1, "aspect_ratio": 64, "seq_len": 64, "device_batch_size": 8, "total_batch_tokens": 512}
+# Trainer processes at once, each on one thread: searches that run side by side share the cores this way.
+TRAINERS = trio.CapacityLimiter(os.cpu_count() or 1)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def random_single_knob(config: dict, rng: random.Random) -> dict:
+    """One knob moved to a uniformly drawn neighbour on its grid; redrawn until the config is valid."""
+    knobs = [knob for knob in KNOBS if knob.hashed]
+    while True:
+        knob = rng.choice(knobs)
+        steps = knob_steps(knob, config[knob.name])
+        if not steps:
+            continue
+        try:
+            return check_config({**config, knob.name: rng.choice(steps)})
+        except ConfigError:
+            continue
+
+
+async def val_bpb(config: dict, tokens: int, root: Path) -> float:
+    track = track_for("cpu", "shakespeare", "tokens", tokens)
+    spec = build_spec(config, track, "cpu", root / "data", root / "cache")
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))  # a fresh directory: no stale result to read
+    async with TRAINERS:
+        outcome = await TrainerRun(spec, run_dir, timeout_s=900, env=ONE_THREAD).run()
+    return outcome.result.val_bpb if outcome.outcome == "ok" else float("inf")
 
 
 async def search(proposer: str, seed: int, experiments: int, tokens: int, root: Path) -> tuple[dict, float]:
