@@ -2,8 +2,8 @@
 
 import shutil
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 import trio
@@ -23,6 +23,10 @@ pytestmark = pytest.mark.process  # a real node and a real browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 SEEN_WITHIN_S = 30  # the page polls every 2 s
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 
 
 def open_browser():
@@ -51,6 +55,21 @@ async def wait_for(check, what: str, in_browser: bool = True):
     raise AssertionError(f"never saw {what}")
 
 
+@asynccontextmanager
+async def browser_on_page(daemon: Daemon) -> AsyncIterator:
+    """The daemon running and a real browser on its page, for the block; the browser quits first."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(daemon.run)
+        url = await wait_for(lambda: daemon.dashboard_url, "the page's address", in_browser=False)
+        browser = await trio.to_thread.run_sync(open_browser)
+        try:
+            await trio.to_thread.run_sync(browser.get, url)
+            yield browser
+        finally:
+            await trio.to_thread.run_sync(browser.quit)
+        nursery.cancel_scope.cancel()
+
+
 @contextmanager
 def peer_daemon(home: Home) -> Iterator[Daemon]:
     """A real daemon that runs no experiments, its page on a free port of 127.0.0.1."""
@@ -68,42 +87,31 @@ def peer_daemon(home: Home) -> Iterator[Daemon]:
         yield Daemon(home, Identity.generate(), bytes(32), policy, Settings(), options, ledger)
 
 
-@pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
-)
+@needs_chromium
 def test_the_page_shows_each_new_record_without_a_reload(tmp_path):
     with peer_daemon(Home.locate(tmp_path / "node")) as daemon:
         trio.run(show_records_to_a_browser, daemon)
 
 
 async def show_records_to_a_browser(daemon: Daemon) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(daemon.run)
-        url = await wait_for(lambda: daemon.dashboard_url, "the page's address", in_browser=False)
-        browser = await trio.to_thread.run_sync(open_browser)
-        try:
-            await trio.to_thread.run_sync(browser.get, url)
-            await trio.to_thread.run_sync(browser.execute_script, "window.loadedOnce = true")
-            await wait_for(lambda: "no results yet" in browser.page_source, "an empty leaderboard")
-            for n in range(2):
-                record = result(person(n), T0 + n, bpb=2.0 + n / 100, seed=n, track=daemon.track)
-                assert daemon.ledger.add(record.raw) is not None  # as if a peer's run just arrived
-                await wait_for(lambda r=record: r.hex_id[:10] in record_ids_shown(browser), f"record {n}")
-            assert await trio.to_thread.run_sync(browser.execute_script, "return window.loadedOnce") is True
-            picture = await wait_for(
-                lambda: browser.execute_script(
-                    "const img = document.getElementById('progress');"
-                    "return img.complete && img.naturalWidth > 0 && img.src.endsWith('records=2') && img.src"
-                ),
-                "the progress picture of both runs",
-            )
-            assert "2 experiments, 2 kept" in browser.page_source
-        finally:
-            await trio.to_thread.run_sync(browser.quit)
+    async with browser_on_page(daemon) as browser:
+        await trio.to_thread.run_sync(browser.execute_script, "window.loadedOnce = true")
+        await wait_for(lambda: "no results yet" in browser.page_source, "an empty leaderboard")
+        for n in range(2):
+            record = result(person(n), T0 + n, bpb=2.0 + n / 100, seed=n, track=daemon.track)
+            assert daemon.ledger.add(record.raw) is not None  # as if a peer's run just arrived
+            await wait_for(lambda r=record: r.hex_id[:10] in record_ids_shown(browser), f"record {n}")
+        assert await trio.to_thread.run_sync(browser.execute_script, "return window.loadedOnce") is True
+        picture = await wait_for(
+            lambda: browser.execute_script(
+                "const img = document.getElementById('progress');"
+                "return img.complete && img.naturalWidth > 0 && img.src.endsWith('records=2') && img.src"
+            ),
+            "the progress picture of both runs",
+        )
+        assert "2 experiments, 2 kept" in browser.page_source
         png = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(picture).read())
         assert png[:4] == b"\x89PNG"
-        nursery.cancel_scope.cancel()
 
 
 HOSTILE_RATIONALE = "<img src=x onerror=\"document.title='owned'\"> <b>deeper</b> uses the budget better"
@@ -122,43 +130,32 @@ def hypothesis_rows(browser, state: str) -> list[dict]:
     )
 
 
-@pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="needs Chromium and its driver (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
-)
+@needs_chromium
 def test_the_page_shows_a_hypothesis_open_then_answered_and_a_bad_one_with_its_reason_as_text(tmp_path):
     with peer_daemon(Home.locate(tmp_path / "node")) as daemon:
         trio.run(show_hypotheses_to_a_browser, daemon)
 
 
 async def show_hypotheses_to_a_browser(daemon: Daemon) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(daemon.run)
-        url = await wait_for(lambda: daemon.dashboard_url, "the page's address", in_browser=False)
-        browser = await trio.to_thread.run_sync(open_browser)
-        try:
-            await trio.to_thread.run_sync(browser.get, url)
-            await wait_for(lambda: "no hypotheses yet" in browser.page_source, "an empty hypotheses panel")
-            for record in (
-                result(person(0), T0, bpb=1.0, track=daemon.track),
-                idea(daemon.track, T0 + 1, {"depth": 12}),
-                idea(daemon.track, T0 + 2, {"warmup_ratio": 0.9}, "a long warmup"),  # over 1 with the warmdown
-            ):
-                assert daemon.ledger.add(record.raw) is not None  # as if a peer's records just arrived
-            (opened,) = await wait_for(lambda: hypothesis_rows(browser, "open"), "the open hypothesis")
-            assert opened == {"change": "depth 8->12", "verdict": "", "rationale": HOSTILE_RATIONALE}
-            (invalid,) = await wait_for(lambda: hypothesis_rows(browser, "invalid"), "the invalid hypothesis")
-            assert invalid["verdict"] == "does not apply: warmup_ratio + warmdown_ratio must not exceed 1"
-            answer = result(person(2), T0 + 3, {"depth": 12}, bpb=1.1, seed=1, track=daemon.track)
-            assert daemon.ledger.add(answer.raw) is not None
-            (answered,) = await wait_for(lambda: hypothesis_rows(browser, "answered"), "the answered hypothesis")
-            assert answered["verdict"] == "not better"
-            assert "+0.100000 (+50.0σ)" in await trio.to_thread.run_sync(lambda: browser.page_source)
-            markup = "return document.querySelectorAll('#hypotheses img, #hypotheses b').length + document.title"
-            assert await trio.to_thread.run_sync(browser.execute_script, markup) == "0arnode"  # text, never HTML
-        finally:
-            await trio.to_thread.run_sync(browser.quit)
-        nursery.cancel_scope.cancel()
+    async with browser_on_page(daemon) as browser:
+        await wait_for(lambda: "no hypotheses yet" in browser.page_source, "an empty hypotheses panel")
+        for record in (
+            result(person(0), T0, bpb=1.0, track=daemon.track),
+            idea(daemon.track, T0 + 1, {"depth": 12}),
+            idea(daemon.track, T0 + 2, {"warmup_ratio": 0.9}, "a long warmup"),  # over 1 with the warmdown
+        ):
+            assert daemon.ledger.add(record.raw) is not None  # as if a peer's records just arrived
+        (opened,) = await wait_for(lambda: hypothesis_rows(browser, "open"), "the open hypothesis")
+        assert opened == {"change": "depth 8->12", "verdict": "", "rationale": HOSTILE_RATIONALE}
+        (invalid,) = await wait_for(lambda: hypothesis_rows(browser, "invalid"), "the invalid hypothesis")
+        assert invalid["verdict"] == "does not apply: warmup_ratio + warmdown_ratio must not exceed 1"
+        answer = result(person(2), T0 + 3, {"depth": 12}, bpb=1.1, seed=1, track=daemon.track)
+        assert daemon.ledger.add(answer.raw) is not None
+        (answered,) = await wait_for(lambda: hypothesis_rows(browser, "answered"), "the answered hypothesis")
+        assert answered["verdict"] == "not better"
+        assert "+0.100000 (+50.0σ)" in await trio.to_thread.run_sync(lambda: browser.page_source)
+        markup = "return document.querySelectorAll('#hypotheses img, #hypotheses b').length + document.title"
+        assert await trio.to_thread.run_sync(browser.execute_script, markup) == "0arnode"  # text, never HTML
 
 
 def test_the_hypotheses_panel_is_rebuilt_only_when_the_ledger_grows(tmp_path):
