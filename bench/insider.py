@@ -21,22 +21,17 @@ import time
 from pathlib import Path
 
 import msgpack
-import multiaddr
 import trio
-from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.tools.anyio_service import background_trio_service
 
 from node.clock import now_ms
-from node.net.host import build_host, build_pubsub
 from node.net.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from node.store.ledger import Ledger
 from protocol import announce
 from protocol.fingerprint import MAX_TS
 from protocol.identity import Identity
 from protocol.records import sign
-from tests.node.net.swarm_process import kill_all, make_record, roster_policy, start_node, wait_until
+from tests.node.net.swarm_process import attacker, kill_all, make_record, roster_policy, start_node, wait_until
 
-LOCAL = "/ip4/127.0.0.1/tcp/0"
 SETTLE_S = 3.0
 
 
@@ -125,21 +120,10 @@ async def flood(psk: bytes, attackers: list[Identity], target: str, policy, stop
 
 
 async def one_attacker(psk: bytes, identity: Identity, target: str, policy, stop: threading.Event) -> None:
-    host = build_host(identity, psk, LOCAL)
-    pubsub = build_pubsub(host)
     topic = f"/arnode/{policy.swarm_id}/announce/1"
-    async with (
-        background_trio_service(pubsub),
-        background_trio_service(pubsub.router),
-        host.run([multiaddr.Multiaddr(LOCAL)]),
-    ):
-        await pubsub.subscribe(topic)
-        info = info_from_p2p_addr(multiaddr.Multiaddr(target))
+    async with attacker(psk, identity, target, topic, connect_within_s=30) as (host, pubsub, target_id):
         with trio.move_on_after(30):
-            await host.connect(info)
-            while info.peer_id not in pubsub.peers:  # our pubsub stream is open: publishes will flow
-                await trio.sleep(0.05)
-            stream = await host.new_stream(info.peer_id, [SYNC_PROTOCOL])
+            stream = await host.new_stream(target_id, [SYNC_PROTOCOL])
             # hello and a round whose one fingerprint matches nothing: A must index and answer, then we go silent
             first_round = ["ranges", [[0, b"", MAX_TS, b"", 0, os.urandom(16)]], [], True]
             await stream.write(msgpack.packb(["hello", 1]) + msgpack.packb(first_round))

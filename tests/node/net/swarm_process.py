@@ -35,13 +35,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import multiaddr
 import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
 
 from node.clock import now_ms
+from node.net.host import build_host, build_pubsub
 from node.net.swarm import Swarm
 from node.store.ledger import Ledger
 from protocol.config import apply, config_hash, default_config
@@ -287,6 +296,31 @@ class SwarmProcess:
 
 
 # --- helpers for tests and benchmarks, on the parent's side ---
+
+
+LOCAL = "/ip4/127.0.0.1/tcp/0"
+
+
+@asynccontextmanager
+async def attacker(
+    psk: bytes, identity: Identity, target_addr: str, topic: str, connect_within_s: float = 20.0
+) -> AsyncIterator[tuple[IHost, Pubsub, ID]]:
+    """A bare host with the swarm key, signing as ``identity``: subscribed to ``topic`` and connected to the
+    node at ``target_addr``, its pubsub stream open, for the block. What a hostile member or outsider drives."""
+    host = build_host(identity, psk, LOCAL)
+    pubsub = build_pubsub(host)
+    async with (
+        background_trio_service(pubsub),
+        background_trio_service(pubsub.router),
+        host.run([multiaddr.Multiaddr(LOCAL)]),
+    ):
+        await pubsub.subscribe(topic)
+        info = info_from_p2p_addr(multiaddr.Multiaddr(target_addr))
+        with trio.fail_after(connect_within_s):
+            await host.connect(info)
+            while info.peer_id not in pubsub.peers:  # our pubsub stream is open: publishes will flow
+                await trio.sleep(0.05)
+        yield host, pubsub, info.peer_id
 
 
 def start_node(home: Path, psk: bytes, bootstrap: list[str] = (), seed: bytes | None = None, **options: Any):

@@ -9,19 +9,16 @@ import os
 import select
 import socket
 
-import multiaddr
 import pytest
 import trio
-from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.tools.anyio_service import background_trio_service
 
 from node.clock import now_ms
-from node.net.host import build_host, build_pubsub
 from node.net.sync import PROTOCOL_ID as SYNC_PROTOCOL
 from protocol import announce
 from protocol.identity import Identity
 from tests.node.net.swarm_process import (
     DEFAULT_CONFIG,
+    attacker,
     held,
     kill_all,
     make_record,
@@ -32,7 +29,6 @@ from tests.node.net.swarm_process import (
 )
 
 pytestmark = pytest.mark.process  # real nodes, daemons or trainers in other processes
-LOCAL = "/ip4/127.0.0.1/tcp/0"
 BETTER = {"matrix_lr": 0.05}  # the insider's "discovery"
 FAST = {"sync_interval": 2.0}
 
@@ -66,20 +62,8 @@ def swarm(tmp_path_factory):
 
 async def _attack_from(psk: bytes, identity: Identity, target_addr: str, topic: str, attack) -> None:
     """Run ``attack(host, pubsub, target_id)`` from a host with the swarm key and ``identity``."""
-    host = build_host(identity, psk, LOCAL)
-    pubsub = build_pubsub(host)
-    async with (
-        background_trio_service(pubsub),
-        background_trio_service(pubsub.router),
-        host.run([multiaddr.Multiaddr(LOCAL)]),
-    ):
-        await pubsub.subscribe(topic)
-        info = info_from_p2p_addr(multiaddr.Multiaddr(target_addr))
-        with trio.fail_after(20):
-            await host.connect(info)
-            while info.peer_id not in pubsub.peers:
-                await trio.sleep(0.05)
-        await attack(host, pubsub, info.peer_id)
+    async with attacker(psk, identity, target_addr, topic) as (host, pubsub, target_id):
+        await attack(host, pubsub, target_id)
         await trio.sleep(1.0)  # let the last writes leave
 
 
