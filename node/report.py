@@ -56,7 +56,11 @@ def diff_in_words(config: str, resolve) -> str:
     base = min((default_config(profile) for profile in PROFILES), key=lambda d: len(diff_between(d, full)))
     changes = diff_between(base, full)
     changes.pop("seed", None)
-    return ", ".join(f"{name} {base[name]}->{value}" for name, value in changes.items()) or "default"
+    return _in_words(base, changes) or "default"
+
+
+def _in_words(base: Mapping[str, Any], diff: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name} {base[name]}->{value}" for name, value in diff.items())
 
 
 def holdout_scores(ledger, track_key: str, configs: Iterable[str]) -> dict[str, tuple[float, float]]:
@@ -217,7 +221,7 @@ def _hypothesis_config(resolve, parent: str, diff: Config) -> tuple[str | None, 
     except ProtocolError:
         change = ", ".join(f"{name}={value}" for name, value in diff.items())
         return None, change, "parent unknown here", True
-    change = ", ".join(f"{name} {base[name]}->{value}" for name, value in diff.items()) or "nothing"
+    change = _in_words(base, diff) or "nothing"
     try:
         config = config_hash(apply(base, diff))
     except ProtocolError as err:

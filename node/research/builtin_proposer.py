@@ -235,8 +235,12 @@ def _adopt(hypothesis: OpenHypothesis) -> tuple[Config, str]:
 
 
 def _describe(base: Mapping[str, Value], diff: Mapping[str, Value]) -> str:
-    changes = ", ".join(f"{name} {base[name]} -> {value}" for name, value in diff.items())
-    return f"{NAME}: {changes}"
+    return f"{NAME}: {changes_in_words(base, diff)}"
+
+
+def changes_in_words(base: Mapping[str, Value], diff: Mapping[str, Value]) -> str:
+    """``diff`` against ``base`` for a hypothesis, e.g. 'depth 4 -> 6, matrix_lr 0.04 -> 0.05'."""
+    return ", ".join(f"{name} {base[name]} -> {value}" for name, value in diff.items())
 
 
 def _format(diff: Mapping[str, Value]) -> str:

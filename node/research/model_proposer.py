@@ -31,6 +31,7 @@ from node.research.builtin_proposer import (
     FRACTION_KNOBS,
     TIMESCALE_KNOBS,
     BuiltinProposer,
+    changes_in_words,
     single_changes,
 )
 from protocol.config import KNOBS, Config, Knob, Value
@@ -78,7 +79,7 @@ class ModelProposer:
             return self.fallback.propose(ctx, rng)
         chosen = min(candidates, key=lambda proposal: features.predict(weights, proposal.diff))
         why = f"{NAME}: a surrogate of {len(ctx.observations)} results on the track favours"
-        hypothesis = clean_hypothesis(f"{why} {_format(ctx.best_config, chosen.diff)}")
+        hypothesis = clean_hypothesis(f"{why} {changes_in_words(ctx.best_config, chosen.diff)}")
         return Proposal(chosen.diff, chosen.config, chosen.config_hash, hypothesis, NAME)
 
     def _untried(self, ctx: AgentContext, diffs: list[Config]) -> list[Proposal]:
@@ -178,7 +179,3 @@ def _other_moves(ctx: AgentContext) -> list[Config]:
         if extension:
             moves.append(extension[0])
     return moves
-
-
-def _format(base: Mapping[str, Value], diff: Mapping[str, Value]) -> str:
-    return ", ".join(f"{name} {base[name]} -> {value}" for name, value in diff.items())
