@@ -62,8 +62,6 @@ class Intake:
 
     def admit_many(self, raws: Sequence[bytes], now_ms: int) -> Verdicts:
         """(valid records, one reason per invalid one), in input order; on the pool when the batch is large."""
-        if self.workers < 2 or len(raws) < POOL_MIN_RECORDS:
-            return _split(_judge(raws, now_ms, self.policy))
         parts = [self.start(raws[at : at + CHUNK_RECORDS], now_ms) for at in range(0, len(raws), CHUNK_RECORDS)]
         records, rejected = [], []
         for part in parts:
