@@ -44,6 +44,7 @@ def apply() -> None:
         raise NodeError(f"arnode needs libp2p=={LIBP2P_VERSION}, found {libp2p.__version__}; reinstall it")
     _enlarge_queues()
     _cache_sender_records()
+    _tolerate_a_peer_gone_during_teardown()
     _applied = True
 
 
@@ -86,6 +87,21 @@ def _cache_sender_records() -> None:
     for module in (pubsub_module, gossipsub_module):
         module.env_to_send_in_RPC = reused_sender_record
         module.maybe_consume_signed_record = consume_if_changed
+
+
+def _tolerate_a_peer_gone_during_teardown() -> None:
+    # A race the field notes do not list: banning a peer (add_to_blacklist) resets its pubsub stream
+    # in a task and then deletes the peer, but the reset ends the peer's reading task, whose dead-peer
+    # handler may delete it first. The KeyError ended the pubsub service, and with it the node.
+    teardown = Pubsub._teardown_if_connected
+
+    async def teardown_once(self: Pubsub, peer_id: ID) -> None:
+        try:
+            await teardown(self, peer_id)
+        except KeyError:  # already removed by the dead-peer handler; finish what the library skipped
+            self._forget_all_subscriptions(peer_id)
+
+    Pubsub._teardown_if_connected = teardown_once
 
 
 def guard_stream_handlers(host: IHost) -> None:

@@ -1,5 +1,8 @@
 """The swarm's small parts: rate limits, the claim book, and the library patches on real hosts."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.utils as pubsub_utils
 import multiaddr
@@ -79,7 +82,9 @@ def test_a_peers_signed_record_is_verified_once_not_per_message(monkeypatch):
     assert len(calls) <= 4  # a handful per peer and stream, independent of the message count
 
 
-async def _exchange(count: int) -> int:
+@asynccontextmanager
+async def two_pubsubs() -> AsyncIterator[tuple[list, list]]:
+    """Two real hosts on 127.0.0.1 with the same swarm key, each with its pubsub running; not yet connected."""
     psk = bytes(32)
     hosts = [build_host(Identity.generate(), psk, LOCAL) for _ in range(2)]
     pubsubs = [build_pubsub(host) for host in hosts]
@@ -91,6 +96,40 @@ async def _exchange(count: int) -> int:
         hosts[0].run([multiaddr.Multiaddr(LOCAL)]),
         hosts[1].run([multiaddr.Multiaddr(LOCAL)]),
     ):
+        yield hosts, pubsubs
+
+
+def test_banning_a_peer_whose_stream_dies_meanwhile_keeps_pubsub_running():
+    assert trio.run(_ban_while_the_stream_dies)
+
+
+async def _ban_while_the_stream_dies() -> bool:
+    async with two_pubsubs() as (hosts, pubsubs):
+        await pubsubs[0].subscribe("t")
+        await pubsubs[1].subscribe("t")
+        banned = hosts[1].get_id()
+        with trio.fail_after(20):
+            await hosts[1].connect(info_from_p2p_addr(hosts[0].get_addrs()[0]))
+            while banned not in pubsubs[0].peer_topics.get("t", ()):
+                await trio.sleep(0.05)
+        stream = pubsubs[0].peers[banned]
+        reset = stream.reset
+
+        async def reset_then_the_reader_notices() -> None:
+            await reset()
+            pubsubs[0]._handle_dead_peer(banned)  # the library's own handler, at the moment the race hits
+
+        stream.reset = reset_then_the_reader_notices
+        pubsubs[0].add_to_blacklist(banned)
+        with trio.fail_after(10):
+            while banned in pubsubs[0].peers:
+                await trio.sleep(0.05)
+        await trio.sleep(0.5)  # the teardown task has finished, raising or not
+        return pubsubs[0].manager.is_running and banned not in pubsubs[0].peer_topics.get("t", ())
+
+
+async def _exchange(count: int) -> int:
+    async with two_pubsubs() as (hosts, pubsubs):
         subscription = await pubsubs[1].subscribe("t")
         await pubsubs[0].subscribe("t")
         with trio.fail_after(20):
