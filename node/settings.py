@@ -38,11 +38,15 @@ host = "127.0.0.1"
 port = 8484
 
 [work]
-# Relative weights of the kinds of work once the baseline is measured.
-verify = 3.0    # re-run the default, the frontier or a narrowly accepted best toward a verdict
+# Relative weights of the kinds of work once the baseline is measured. Re-runs toward a verdict
+# need no weight: one runs only where it may flip a verdict worth more than an exploration.
 explore = 5.0   # ask the agent for a change to the frontier (the config with the best estimate)
 noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
 """
+
+
+# Keys older config files hold that no longer mean anything: read and ignored, so an upgrade keeps them working.
+RETIRED = frozenset({"work.verify"})  # re-runs are chosen by value of information now (node/research/work.py)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def _build(cls: type, doc: Any, prefix: str) -> Any:
     if not isinstance(doc, dict):
         raise TypeError(f"{prefix.rstrip('.') or 'the file'} must be a table")
     known = {f.name: f for f in fields(cls)}
+    doc = {name: value for name, value in doc.items() if f"{prefix}{name}" not in RETIRED}
     unknown = sorted(set(doc) - set(known))
     if unknown:
         raise ValueError(f"unknown key {prefix}{unknown[0]}")

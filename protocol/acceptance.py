@@ -21,6 +21,7 @@ holding the same records names the same best. The statistics, per track:
   3-sigma gain within 4 runs more than 90% of the time.
 """
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -30,14 +31,17 @@ from typing import Any
 
 from protocol.config import ROOTS, Config, apply, config_hash, default_config
 from protocol.errors import ProtocolError
+from protocol.evidence import Node, Prior, depths, edge_posterior, fit_prior, pool
 from protocol.metrics import UBPB
 from protocol.policy import Policy
 from protocol.records import Record
 from protocol.track import Track
 
-K_CANDIDATE = 0.5  # standard errors a candidate must lead the best by: lenient, replication is cheap
-K_ACCEPT = 2.1  # standard errors replication evidence must lead the parent by: strict
-SHRINK_RUNS = 2  # a config's estimate keeps runs / (runs + SHRINK_RUNS) of its lead over its parent
+# The posterior probability a config must beat its reference by: each accepted change is false with
+# probability at most 1 - ACCEPT_POSTERIOR, so the swarm's false discovery rate stays below it
+# (bench/swarm_sim.py measures it against the truth).
+ACCEPT_POSTERIOR = 0.97
+CANDIDATE_POSTERIOR = 0.5  # an unaccepted config ahead of the best whose change this probably helped
 
 
 def bpb(ubpb: int | None) -> float | None:
@@ -93,8 +97,14 @@ class ConfigStats:
     accepted: bool = False
     contributors: frozenset[str] = frozenset()  # authors of its ok runs
     linked: bool = True  # a chain of true (parent, diff) links leads back to a default config
-    reference: str | None = None  # the accepted config its evidence was tested against (None for a default)
-    estimate: float | None = None  # best estimate of its true bpb: its runs, shrunk toward its parent's estimate
+    reference: str | None = None  # the accepted config its evidence is tested against (None for a default)
+    estimate: float | None = None  # posterior mean of its true bpb, from its lineage's runs
+    confidence: float | None = None  # posterior probability its evidence beats its reference's
+    helps: float | None = None  # posterior probability its change lowered val_bpb, from all its lineage's runs
+    # its evidence's lead over its reference's (bpb), and the variances of the two sides
+    lead: tuple[float, float, float] | None = None
+    pooled_runs: int = 0  # ok runs of its null cluster (itself and descendants whose change did nothing)
+    evidence_contributors: frozenset[str] = frozenset()  # authors of its evidence runs
 
     @property
     def is_default(self) -> bool:
@@ -110,6 +120,7 @@ class TrackView:
     leaderboard: tuple[ConfigStats, ...]  # every config, best evidence first
     candidates: tuple[ConfigStats, ...] = field(default=())
     frontier: ConfigStats | None = None  # the config with the best estimate: where exploration goes on
+    prior: Prior | None = None  # how the track's changes have landed: fitted to its own edges
 
 
 Derivations = dict[tuple[str, tuple], tuple[Config, str] | None]  # (parent, typed diff items) -> (config, hash)
@@ -204,25 +215,24 @@ def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy)
     for run in runs:
         by_config[run.config].append(run)
     stats = {config: _config_stats(config, config_runs, links, policy) for config, config_runs in by_config.items()}
-    sigma, sigma_df = _pooled_sigma([by_config[c] for c, s in stats.items() if s.verified], policy.sigma_floor_ubpb)
+    replicated = [by_config[c] for c, s in stats.items() if s.runs >= 2 and s.authors >= policy.min_authors]
+    sigma, sigma_df = _pooled_sigma(replicated, policy.sigma_floor_ubpb)
     order = _lineage_order(stats)
-    accepted, estimates = _accepted(stats, order, sigma, policy), _estimates(stats, order)
-    stats = {
-        config: _with_verdict(s, config in accepted, accepted.get(config), estimates.get(config))
-        for config, s in stats.items()
-    }
+    nodes, prior = _pooled(by_config, stats, order, sigma)
+    tests = _tested(stats, nodes, order, sigma, prior, policy)
+    stats = {config: _with_evidence(s, nodes.get(config), tests.get(config), policy) for config, s in stats.items()}
     ranked = sorted(stats.values(), key=_rank_key)
     best = next((s for s in ranked if s.accepted), None)
     # ties go to the config with more runs: a child whose lead is within noise does not displace its parent
     frontier = min(
         (s for s in ranked if s.estimate is not None), key=lambda s: (s.estimate, -s.runs, s.config), default=None
     )
-    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best, sigma), frontier)
+    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best), frontier, prior)
 
 
 def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, int]:
-    # Only verified configs count, so one author alone can neither shrink nor inflate the noise
-    # everyone tests against; exact integer sums, so every node gets the same float.
+    # Only configs replicated by min_authors authors count, so one author alone can neither shrink
+    # nor inflate the noise everyone tests against; exact integer sums, so every node gets the same float.
     squares, df = 0, 0
     for group in groups:
         values = [run.val_bpb_ubpb for run in group if run.outcome == "ok"]
@@ -241,7 +251,7 @@ def _config_stats(config: str, runs: list[Run], links: Lineage, policy: Policy) 
     parent, diff = links.link.get(config, (config, {}) if config in ROOTS else (runs[0].parent, runs[0].diff))
     # The earliest ok run is the discovery, whatever its ``replicates`` field claims.
     discovery = ok[0] if ok and config not in ROOTS else None
-    evidence = [run for run in ok if run is not discovery] if len(ok) > 1 else ok
+    evidence = [run for run in ok if run is not discovery]
     contributors = frozenset(run.author for run in ok)
     return ConfigStats(
         config=config,
@@ -254,6 +264,7 @@ def _config_stats(config: str, runs: list[Run], links: Lineage, policy: Policy) 
         evidence_runs=len(evidence),
         evidence_mean=_mean(evidence),
         discovery=discovery.id if discovery else None,
+        # off a true lineage only its own runs count; on one, its null cluster's (_with_evidence)
         verified=len(ok) >= policy.min_runs and len(contributors) >= policy.min_authors,
         contributors=contributors,
         linked=linked,
@@ -264,6 +275,30 @@ def _mean(runs: list[Run]) -> float | None:
     if not runs:
         return None
     return float(Fraction(sum(run.val_bpb_ubpb for run in runs), len(runs) * UBPB))
+
+
+def _pooled(
+    by_config: Mapping[str, list[Run]], stats: Mapping[str, ConfigStats], order: list[str], sigma: float
+) -> tuple[dict[str, Node], Prior]:
+    """The lineage pooled twice: once under the starting prior to measure the track's edges, then
+    under the prior fitted to them."""
+
+    def nodes() -> dict[str, Node]:
+        return {
+            config: Node(
+                [(run.val_bpb_ubpb / UBPB, run.author) for run in by_config[config] if run.outcome == "ok"],
+                None if stats[config].is_default else stats[config].parent,
+                discovery=not stats[config].is_default,
+            )
+            for config in order
+        }
+
+    first = nodes()
+    pool(first, order, sigma, Prior.starting(sigma))
+    prior = fit_prior([first[config].lead for config in order if first[config].lead is not None], sigma)
+    second = nodes()
+    pool(second, order, sigma, prior)
+    return second, prior
 
 
 def _lineage_order(stats: Mapping[str, ConfigStats]) -> list[str]:
@@ -289,97 +324,108 @@ def _lineage_order(stats: Mapping[str, ConfigStats]) -> list[str]:
     return [config for _, config in sorted((d, c) for c, d in depth.items() if d is not None)]
 
 
-def _accepted(
-    stats: Mapping[str, ConfigStats], order: list[str], sigma: float, policy: Policy
-) -> dict[str, str | None]:
-    """Accepted configs, each with the accepted config it was tested against (None for a default).
+@dataclass(frozen=True)
+class Test:
+    """A config's evidence against its reference: the nearest accepted config on its lineage."""
 
-    A config is tested against its nearest accepted ancestor, not only its parent: exploration may
-    run ahead of verification along a chain of promising configs, and the chain's tip is accepted
-    once its evidence beats the last accepted config on the way, without verifying every step.
+    reference: str | None  # None for a default config
+    lead: tuple[float, float, float] | None = None  # (evidence minus reference, their variances) in bpb
+    confidence: float | None = None  # posterior probability the config beats its reference
+    accepted: bool = False
+
+
+def _tested(
+    stats: Mapping[str, ConfigStats],
+    nodes: Mapping[str, Node],
+    order: list[str],
+    sigma: float,
+    prior: Prior,
+    policy: Policy,
+) -> dict[str, Test]:
+    """Each config on a true lineage tested against its nearest accepted ancestor, a depth at a time.
+
+    Not only against its parent: exploration may run ahead of verification along a chain of
+    promising configs, and the chain's tip is accepted once its evidence beats the last accepted
+    config on the way, without verifying every step.
     """
-    anchor: dict[str, str | None] = {}  # config -> the nearest accepted config on its lineage, itself included
-    accepted: dict[str, str | None] = {}
-    for config in order:
-        s = stats[config]
-        if s.is_default:
-            anchor[config] = config if s.verified else None
-            if s.verified:
-                accepted[config] = None
-            continue
-        reference = anchor[s.parent]
-        if (
-            reference is not None
-            and _early_enough(s, policy)
-            and _beats(s, stats[reference], sigma, _k_accept(s, policy))
-        ):
-            anchor[config], accepted[config] = config, reference
-        else:
-            anchor[config] = reference
-    return accepted
+    way: dict[str, tuple[str, str] | None] = {}  # config -> (nearest accepted config, its child on the way)
+    tests: dict[str, Test] = {}
+    for level in depths(nodes, order):
+        leads: dict[str, tuple[str, str, tuple[float, float, float] | None]] = {}
+        for config in level:
+            s, node = stats[config], nodes[config]
+            above = None if s.is_default else way[s.parent]
+            if above is None:
+                accepted = s.is_default and _verified(node, policy)
+                tests[config] = Test(None, accepted=accepted)
+                way[config] = (config, config) if accepted else None
+                continue
+            reference, branch = above[0], config if above[0] == s.parent else above[1]
+            leads[config] = (reference, branch, _lead(node, nodes[reference], nodes[branch], sigma))
+        measured = [config for config, (_, _, lead) in leads.items() if lead is not None]
+        confidences = edge_posterior(
+            [leads[c][2][0] for c in measured], [leads[c][2][1] + leads[c][2][2] for c in measured], prior
+        ).helps.tolist()
+        confidence = dict(zip(measured, confidences, strict=True))
+        for config, (reference, branch, lead) in leads.items():
+            accepted = confidence.get(config, 0.0) >= ACCEPT_POSTERIOR and _verified(nodes[config], policy)
+            tests[config] = Test(reference, lead, confidence.get(config), accepted)
+            way[config] = (config, config) if accepted else (reference, branch)
+    return tests
 
 
-def _estimates(stats: Mapping[str, ConfigStats], order: list[str]) -> dict[str, float]:
-    """Each config's best estimate of its true bpb: its parent's estimate plus its own lead, shrunk.
-
-    A config with n ok runs keeps n / (n + SHRINK_RUNS) of its lead over its parent, so one lucky
-    run moves the estimate a little and several agreeing runs move it most of the way: exploration
-    follows configs that are probably better, not the luckiest single run.
-    """
-    estimate: dict[str, float] = {}
-    for config in order:
-        s = stats[config]
-        if s.mean is None:
-            continue
-        if s.is_default:
-            estimate[config] = s.mean
-        elif s.parent in estimate:
-            lead = s.mean - stats[s.parent].mean
-            estimate[config] = estimate[s.parent] + lead * s.runs / (s.runs + SHRINK_RUNS)
-    return estimate
+def _lead(node: Node, reference: Node, branch: Node, sigma: float) -> tuple[float, float, float] | None:
+    """``node``'s evidence (its null cluster, less its discovery run) against the reference's runs off
+    the branch that leads to it, and the variances of both; None while either has no run."""
+    evidence = node.evidence
+    outside = reference.subtree.without(branch.subtree, branch.weight)
+    if not (evidence.holds_runs(sigma) and outside.holds_runs(sigma)):
+        return None
+    return evidence.mean - outside.mean, evidence.variance, outside.variance
 
 
-def _early_enough(stats: ConfigStats, policy: Policy) -> bool:
-    """Sequential acceptance: evidence beyond the discovery run, from enough authors, may decide early."""
-    return stats.evidence_runs >= 1 and stats.runs >= 2 and stats.authors >= policy.min_authors
+def _verified(node: Node, policy: Policy) -> bool:
+    pooled_runs = sum(node.cluster.values())
+    return pooled_runs >= policy.min_runs and len(node.evidence_authors) >= policy.min_authors
 
 
-def _k_accept(stats: ConfigStats, policy: Policy) -> float:
-    """Standard errors the evidence must lead by: K_ACCEPT at ``min_runs`` runs, more with fewer runs.
-
-    An O'Brien-Fleming boundary: the lead needed is about the same size whatever the number of runs,
-    so a large effect is accepted after one replication and a small one needs all of them, while
-    looking at every run adds little to the error rate of a single test at ``min_runs``.
-    """
-    full = max(policy.min_runs - 1, 1)  # evidence runs of a config verified with min_runs runs
-    return K_ACCEPT * max(1.0, math.sqrt(full / stats.evidence_runs))
-
-
-def _beats(challenger: ConfigStats, reference: ConfigStats, sigma: float, k: float, use_all: bool = False) -> bool:
-    return lead_z(challenger, reference, sigma, use_all) > k
-
-
-def lead_z(challenger: ConfigStats, reference: ConfigStats, sigma: float, use_all: bool = False) -> float:
-    """How many standard errors ``challenger``'s evidence (all its runs with ``use_all``) leads ``reference``'s by."""
-    n, mean = (challenger.runs, challenger.mean) if use_all else (challenger.evidence_runs, challenger.evidence_mean)
-    standard_error = sigma * math.sqrt(1 / n + 1 / reference.evidence_runs)
-    return (reference.evidence_mean - mean) / standard_error
-
-
-def _with_verdict(stats: ConfigStats, accepted: bool, reference: str | None, estimate: float | None) -> ConfigStats:
-    return ConfigStats(**{**stats.__dict__, "accepted": accepted, "reference": reference, "estimate": estimate})
+def _with_evidence(stats: ConfigStats, node: Node | None, test: Test | None, policy: Policy) -> ConfigStats:
+    """A config's stats with what the pooled lineage says: its evidence, estimate and verdict."""
+    if node is None or test is None:  # not on a true lineage: its own runs only, never accepted
+        return stats
+    evidence = node.evidence_authors
+    evidence_runs = sum(evidence.values())
+    return dataclasses.replace(
+        stats,
+        evidence_runs=evidence_runs,
+        evidence_mean=node.evidence.mean if evidence_runs else None,
+        verified=_verified(node, policy),
+        accepted=test.accepted,
+        reference=test.reference,
+        estimate=node.estimate,
+        confidence=test.confidence,
+        helps=node.edge.helps if node.edge else None,
+        lead=test.lead,
+        pooled_runs=sum(node.cluster.values()),
+        evidence_contributors=frozenset(evidence),
+    )
 
 
-def _rank_key(stats: ConfigStats) -> tuple[float, str]:
+def _rank_key(stats: ConfigStats) -> tuple[float, float, str]:
+    estimate = stats.estimate if stats.estimate is not None else math.inf
     mean = stats.evidence_mean if stats.evidence_mean is not None else math.inf
-    return mean, stats.config
+    return estimate, mean, stats.config
 
 
-def _candidates(ranked: list[ConfigStats], best: ConfigStats | None, sigma: float) -> tuple[ConfigStats, ...]:
+def _candidates(ranked: list[ConfigStats], best: ConfigStats | None) -> tuple[ConfigStats, ...]:
+    """Unaccepted configs whose change probably helped and that are estimated ahead of the best, best first."""
     if best is None:
         return ()
     return tuple(
         s
-        for s in sorted(ranked, key=lambda s: (s.mean if s.mean is not None else math.inf, s.config))
-        if not s.verified and s.runs and _beats(s, best, sigma, K_CANDIDATE, use_all=True)
+        for s in ranked
+        if not s.accepted
+        and s.estimate is not None
+        and s.estimate < best.estimate
+        and (s.helps or 0.0) >= CANDIDATE_POSTERIOR
     )

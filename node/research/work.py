@@ -2,25 +2,31 @@
 
 A deterministic function of the ledger's view of the track, the live claims, the weights and a
 seeded random generator, so a node's choices can be replayed from its state.
+
+Exploring from the frontier is also verification: most changes do nothing, so most children's runs
+are runs of the frontier (protocol/evidence.py). A plain re-run is spent only where its value of
+information beats an exploration's: where one more run may flip a verdict worth more than what a
+new change is expected to find.
 """
 
+import math
 import random
 from dataclasses import dataclass
 
-from protocol.acceptance import K_ACCEPT, ConfigStats, TrackView, lead_z
+from protocol.acceptance import ACCEPT_POSTERIOR, ConfigStats, TrackView
+from protocol.evidence import Prior, edge_posterior
 from protocol.policy import Policy
 
 # Below this many degrees of freedom the pooled noise estimate is too rough to lean on.
 NOISE_DF_TARGET = 6
-MAX_RUNS_FACTOR = 2  # an unaccepted frontier or a narrowly accepted best gets at most this many times min_runs runs
-CONFIRM_MARGIN = 2.0  # standard errors above K_ACCEPT past which an accepted best counts as a clear winner
+# Three-point Gauss-Hermite rule over the next run's outcome: offsets in predictive sd, and weights.
+NEXT_RUN = ((-math.sqrt(3), 1 / 6), (0.0, 2 / 3), (math.sqrt(3), 1 / 6))
 
 
 @dataclass(frozen=True)
 class WorkWeights:
-    """Relative weights of the kinds of work once the baseline is measured (the `[work]` settings)."""
+    """Relative weights of exploring and measuring noise while the noise is rough (the `[work]` settings)."""
 
-    verify: float = 3.0
     explore: float = 5.0
     noise: float = 1.0
 
@@ -48,82 +54,78 @@ def choose_work(
 
     Exploration follows the frontier (the config with the best estimate, verified or not), so a
     step up a chain of improvements need not wait for verification; the accepted best stays the
-    honest claim. Runs toward acceptance (of the default, a narrowly accepted best, the frontier)
-    share the work with exploration by the weights.
+    honest claim. A verification runs when it is worth more than an exploration; noise runs share
+    the work with exploration by the weights while the track's seed noise is still rough.
     """
     stats = {s.config: s for s in view.leaderboard} if view else {}
     baseline = stats.get(root)
     if baseline is None or baseline.runs == 0:
         return Work("baseline")
-    frontier = view.frontier
-    explore = Work("explore", frontier)
-    if len(stats) == 1:
-        return explore  # nothing explored yet: the default's other runs can come alongside
-    needing_runs = [
-        s for s in _toward_acceptance(view, baseline, frontier, policy) if _may_run(s, me, claimed_by_others, policy)
-    ]
-    options: list[tuple[float, Work]] = [(weights.explore, explore)]
-    if needing_runs:
-        target = needing_runs[0]
-        options.append((weights.verify, Work("baseline" if target is baseline else "verify", target)))
-    if view.best is not None and view.sigma_df < NOISE_DF_TARGET:
+    explore = Work("explore", view.frontier)
+    worth = _worth_verifying(view, stats, me, claimed_by_others, policy)
+    if worth is not None:
+        return worth
+    options = [(weights.explore, explore)]
+    if view.best is not None and view.sigma_df < NOISE_DF_TARGET and _may_run(view.best, me, claimed_by_others, policy):
         options.append((weights.noise, Work("noise", view.best)))
     options = [(weight, work) for weight, work in options if weight > 0] or [(1.0, explore)]
     return rng.choices([work for _, work in options], weights=[weight for weight, _ in options])[0]
 
 
-def _toward_acceptance(
-    view: TrackView, baseline: ConfigStats, frontier: ConfigStats, policy: Policy
-) -> list[ConfigStats]:
-    """Configs whose runs bring the frontier closer to acceptance, most needed first.
+def _worth_verifying(
+    view: TrackView, stats: dict[str, ConfigStats], me: str, claimed_by_others: set[str], policy: Policy
+) -> Work | None:
+    """A re-run of the frontier or the best, where it is worth more than an exploration.
 
-    A config whose verification has begun is run to ``min_runs`` whatever its runs show: stopping
-    when they disappoint would keep only the lucky ones, and their claims would be too large.
+    An exploration from the frontier brings a run of the frontier itself with the probability that
+    its change does nothing, so a re-run adds only the rest of a run's information; it pays when that
+    share of its value of information exceeds the gain a new change is expected to bring.
     """
-    needed = []
-    if not baseline.verified:
-        needed.append(baseline)  # nothing is accepted before the default is
-    best = view.best
-    if best is not None and not best.is_default and _worth_confirming(view, best, policy):
-        needed.append(best)
-    if frontier is not baseline and not frontier.accepted and frontier.runs < MAX_RUNS_FACTOR * policy.min_runs:
-        needed.append(frontier)
-    return needed
+    prior = view.prior
+    if prior is None:
+        return None
+    expected_find = prior.helps * prior.help_scale * math.sqrt(2 / math.pi)  # a half-normal gain's mean
+    best_estimate = view.best.estimate if view.best is not None else math.inf
+    frontier, best = view.frontier, view.best
+    for target in (frontier, best) if best is not frontier else (frontier,):
+        if target is None or target.is_default or not _may_run(target, me, claimed_by_others, policy):
+            continue
+        reference = stats.get(target.reference) if target.reference else None
+        if reference is None or reference.estimate is None or target.estimate is None:
+            continue
+        # accepting a config moves the claim to it from the best; withdrawing one moves it back to its reference
+        stake = abs((best_estimate if not target.accepted else reference.estimate) - target.estimate)
+        value = stake * _chance_of_flip(target, me, view.sigma, prior, policy)
+        if (1 - prior.null) * value > expected_find:
+            return Work("verify", target)
+    return None
 
 
-def _worth_confirming(view: TrackView, best: ConfigStats, policy: Policy) -> bool:
-    """Whether more runs of the accepted best may still change its verdict or its claim much.
-
-    A best accepted early or by a narrow margin is re-run up to MAX_RUNS_FACTOR x ``min_runs``: the
-    runs that got it accepted were the lucky side of its noise, and fresh ones pull its claim back
-    to its true size (or withdraw it). A clear winner with ``min_runs`` runs is left alone.
-    """
-    if best.runs < policy.min_runs:
-        return True
-    reference = next((s for s in view.leaderboard if s.config == best.reference), None)
-    narrow = reference is not None and lead_z(best, reference, view.sigma) < K_ACCEPT + CONFIRM_MARGIN
-    return narrow and best.runs < MAX_RUNS_FACTOR * policy.min_runs
+def _chance_of_flip(target: ConfigStats, me: str, sigma: float, prior: Prior, policy: Policy) -> float:
+    """The probability that one more run by ``me`` of ``target`` turns its verdict around."""
+    if target.lead is None:
+        return 0.0
+    lead, evidence_variance, reference_variance = target.lead
+    run_precision = 1 / sigma**2
+    new_variance = 1 / (1 / evidence_variance + run_precision)
+    authors = target.evidence_contributors | {me}
+    verified = target.pooled_runs + 1 >= policy.min_runs and len(authors) >= policy.min_authors
+    predictive_sd = math.sqrt(sigma**2 + evidence_variance + reference_variance)
+    # the new run's lead over the reference at each point of the rule, pooled with the evidence so far
+    new_leads = [
+        new_variance * (lead / evidence_variance + (lead + offset * predictive_sd) * run_precision)
+        for offset, _ in NEXT_RUN
+    ]
+    confidences = edge_posterior(new_leads, [new_variance + reference_variance] * len(NEXT_RUN), prior).helps
+    return sum(
+        weight
+        for (_, weight), confidence in zip(NEXT_RUN, confidences.tolist(), strict=True)
+        if (verified and confidence >= ACCEPT_POSTERIOR) != target.accepted
+    )
 
 
 def _may_run(stats: ConfigStats, me: str, claimed_by_others: set[str], policy: Policy) -> bool:
+    """Not claimed by others, and, unless one author may verify alone, not already ours."""
     if stats.config in claimed_by_others:
         return False
-    return _needs_my_runs(stats, me, policy) if stats.is_default else _may_verify(stats, me, policy)
-
-
-def _may_verify(candidate: ConfigStats, me: str, policy: Policy) -> bool:
-    """Verification is by others, except in a swarm whose policy lets one author verify alone."""
-    return policy.min_authors == 1 or me not in candidate.contributors
-
-
-def _needs_my_runs(stats: ConfigStats | None, me: str, policy: Policy) -> bool:
-    """Whether a run by us would move this config toward verification."""
-    if stats is None:
-        return True
-    if stats.verified:
-        return False
-    missing_authors = policy.min_authors - stats.authors
-    if missing_authors > 0 and me in stats.contributors:
-        # our runs can't supply the missing authors; leave room for them unless runs are short too
-        return stats.runs + missing_authors < policy.min_runs
-    return True
+    return policy.min_authors == 1 or me not in stats.contributors

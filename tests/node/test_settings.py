@@ -24,7 +24,7 @@ def test_an_existing_file_is_never_overwritten(tmp_path):
         ("[work", "unreadable"),
         ("devise = 'cpu'", "unknown key devise"),
         ("device = 3", "device must be a str"),
-        ("[work]\nverify = -1", "work.verify must be a non-negative number"),
+        ("[work]\nnoise = -1", "work.noise must be a non-negative number"),
         ("[llm]\nmodle = 'x'", "unknown key llm.modle"),
         ("work = 3", "work must be a table"),
     ],
@@ -36,3 +36,9 @@ def test_a_bad_file_gives_one_line_naming_the_file_and_key(tmp_path, text, words
         load_settings(path)
     assert str(path) in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
     assert path.read_text() == text
+
+
+def test_a_file_from_before_re_runs_were_chosen_by_value_of_information_still_loads(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[work]\nverify = 3.0\nexplore = 2.0\n")
+    assert load_settings(path).work.explore == 2.0

@@ -4,7 +4,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.acceptance import K_ACCEPT, UBPB, Lineage, Run, assess
+from protocol.acceptance import ACCEPT_POSTERIOR, UBPB, Lineage, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
 from protocol.policy import Policy
@@ -14,10 +14,13 @@ from tests.protocol.test_records import NOW, TRACK, hypothesis_body, result_body
 ALICE, BOB = Identity.from_seed(b"\x0a" * 32), Identity.from_seed(b"\x0b" * 32)
 POLICY = Policy(min_runs=2, min_authors=1, sigma_floor_ubpb=2000)
 FLOOR = POLICY.sigma_floor_ubpb / UBPB
+CLEAR_LEAD = 8 * POLICY.sigma_floor_ubpb  # micro-bpb: far outside the noise
 SMALL = default_config("small")
 ROOT = config_hash(SMALL)
 DEEPER = {"depth": 6}
 CHILD = config_hash(apply(SMALL, DEEPER))
+GRANDCHILD_DIFF = {"matrix_lr": 0.05}
+GRANDCHILD = config_hash(apply(apply(SMALL, DEEPER), GRANDCHILD_DIFF))
 OTHER_TRACK = dataclasses.replace(TRACK, hardware="nvidia-a100-x1")
 
 
@@ -66,27 +69,27 @@ def test_nothing_is_best_before_anything_is_verified():
     assert stats_of(view, ROOT).failures == 1
 
 
-def test_a_child_whose_replications_beat_its_parent_by_more_than_the_threshold_becomes_best():
+def test_a_child_whose_replications_make_it_almost_surely_better_becomes_best():
     runs = Runs()
     runs.default_verified()
-    lead = math.ceil((K_ACCEPT + 1) * FLOOR * UBPB)  # the floor is the sigma here: all runs agree
-    discovery = runs.add(CHILD, 1_000_000 - lead)
-    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
-    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    discovery = runs.add(CHILD, 1_000_000 - CLEAR_LEAD)  # the floor is the sigma here: all runs agree
+    runs.add(CHILD, 1_000_000 - CLEAR_LEAD, BOB, replicates=discovery.id)
+    runs.add(CHILD, 1_000_000 - CLEAR_LEAD, BOB, replicates=discovery.id)
     view = runs.view()
     assert view.sigma == FLOOR
     assert view.best.config == CHILD and view.best.evidence_runs == 2
+    assert view.best.confidence >= ACCEPT_POSTERIOR and view.best.reference == ROOT
 
 
-def test_a_child_that_leads_by_less_than_the_threshold_is_not_accepted():
+def test_a_child_that_leads_by_about_the_noise_is_not_accepted():
     runs = Runs()
     runs.default_verified()
-    lead = math.floor((K_ACCEPT - 0.5) * FLOOR * UBPB)
-    discovery = runs.add(CHILD, 1_000_000 - lead)
-    runs.add(CHILD, 1_000_000 - lead, replicates=discovery.id)
-    runs.add(CHILD, 1_000_000 - lead, replicates=discovery.id)
+    discovery = runs.add(CHILD, 998_000)
+    runs.add(CHILD, 998_000, replicates=discovery.id)
+    runs.add(CHILD, 998_000, replicates=discovery.id)
     view = runs.view()
-    assert stats_of(view, CHILD).verified and not stats_of(view, CHILD).accepted
+    child = stats_of(view, CHILD)
+    assert child.verified and not child.accepted and child.confidence < ACCEPT_POSTERIOR
     assert view.best.config == ROOT
 
 
@@ -99,7 +102,7 @@ def test_the_discovery_run_is_not_evidence_for_its_own_config():
     view = runs.view()
     child = stats_of(view, CHILD)
     assert child.discovery == discovery.id
-    assert (child.runs, child.evidence_runs, child.evidence_mean) == (3, 2, 1.0)
+    assert (child.runs, child.evidence_runs) == (3, 2) and math.isclose(child.evidence_mean, 1.0)
     assert not child.accepted and view.best.config == ROOT
 
 
@@ -132,10 +135,9 @@ def test_a_cycle_of_lying_parent_links_never_crashes_and_is_never_accepted():
 def test_a_backdated_record_with_a_false_lineage_cannot_cut_a_config_from_its_parent():
     runs = Runs()
     runs.default_verified()
-    lead = math.ceil((K_ACCEPT + 1) * FLOOR * UBPB)
-    discovery = runs.add(CHILD, 1_000_000 - lead)
-    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
-    runs.add(CHILD, 1_000_000 - lead, BOB, replicates=discovery.id)
+    discovery = runs.add(CHILD, 1_000_000 - CLEAR_LEAD)
+    runs.add(CHILD, 1_000_000 - CLEAR_LEAD, BOB, replicates=discovery.id)
+    runs.add(CHILD, 1_000_000 - CLEAR_LEAD, BOB, replicates=discovery.id)
     mallory = Identity.from_seed(b"\x0c" * 32)
     body = result_body(config=CHILD, val_bpb=None, outcome="crash", parent="f" * 64, diff={})
     runs.records.insert(0, sign(mallory, "result", body, NOW - 10**9))  # claims to be the first run of CHILD
@@ -160,17 +162,21 @@ def test_a_lucky_run_claiming_to_be_a_replication_is_still_the_discovery():
     lucky = runs.add(CHILD, 900_000, replicates=b"\x99" * 32)  # points at no real run
     runs.add(CHILD, 1_000_000, BOB, replicates=lucky.id)
     child = stats_of(runs.view(), CHILD)
-    assert child.discovery == lucky.id and (child.evidence_runs, child.evidence_mean) == (1, 1.0)
+    assert child.discovery == lucky.id and child.evidence_runs == 1 and math.isclose(child.evidence_mean, 1.0)
 
 
-def test_unverified_configs_that_beat_the_best_are_candidates_best_first():
+def child_of(diff: dict) -> str:
+    return config_hash(apply(SMALL, diff))
+
+
+def test_unverified_configs_that_probably_beat_the_best_are_candidates_best_first():
     runs = Runs()
     runs.default_verified()
-    good, better, worse = "1" * 64, "2" * 64, "3" * 64
-    runs.add(good, 950_000)
-    runs.add(better, 900_000)
-    runs.add(worse, 1_010_000)
-    assert [stats.config for stats in runs.view().candidates] == [better, good]
+    for depth, val_bpb in ((7, 950_000), (8, 900_000), (9, 1_010_000), (10, 999_000)):
+        runs.add(child_of({"depth": depth}), val_bpb, diff={"depth": depth})
+    runs.add("1" * 64, 800_000)  # ROOT plus its diff is not this config: never worth a re-run
+    candidates = [stats.config for stats in runs.view().candidates]
+    assert candidates == [child_of({"depth": 8}), child_of({"depth": 7})]
 
 
 def test_sigma_pools_seed_noise_across_configs_and_never_falls_below_the_floor():
@@ -205,6 +211,7 @@ def rich_record_set() -> list[Record]:
     runs.add(CHILD, 991_000, BOB, replicates=discovery.id)
     runs.add(CHILD, 989_000, replicates=discovery.id)
     runs.add(CHILD, None, BOB)
+    runs.add(GRANDCHILD, 950_000, parent=CHILD, diff=GRANDCHILD_DIFF)
     runs.add("1" * 64, 950_000, parent=CHILD)
     runs.add("2" * 64, 950_000, parent="3" * 64)
     runs.add("3" * 64, 950_000, parent="2" * 64)
@@ -239,7 +246,7 @@ def test_derivations_shared_across_a_growing_record_set_give_the_same_views():
 def test_the_rich_record_set_has_an_answer_worth_comparing():
     view = EXPECTED[TRACK.key]
     assert view.best.config == CHILD
-    assert [stats.config for stats in view.candidates] == ["1" * 64, "2" * 64, "3" * 64]
+    assert [stats.config for stats in view.candidates] == [GRANDCHILD]  # the falsely linked ones never are
 
 
 def lineage_of(*links: tuple[str, str, dict]) -> Lineage:
@@ -278,21 +285,34 @@ def test_nothing_is_accepted_on_a_discovery_run_alone():
     assert view.best.config == ROOT and not stats_of(view, CHILD).accepted
 
 
-def test_a_large_effect_is_accepted_after_fewer_runs_than_a_small_one():
-    policy = Policy(min_runs=4, min_authors=1, sigma_floor_ubpb=2000)
+def test_descendants_that_change_nothing_verify_a_large_effect_without_a_re_run():
+    policy = Policy(min_runs=4, min_authors=2, sigma_floor_ubpb=2000)
     large, small = Runs(), Runs()
-    for runs in (large, small):
-        for _ in range(4):
-            runs.add(ROOT, 1_000_000)
-    for runs, lead in ((large, 20_000), (small, 6_000)):  # ten sigma and three sigma
-        runs.add(CHILD, 1_000_000 - lead)
-        runs.add(CHILD, 1_000_000 - lead)
-    assert large.view(policy).best.config == CHILD  # one replication is enough for ten sigma
-    assert small.view(policy).best.config == ROOT
-    small.add(CHILD, 994_000)
-    small.add(CHILD, 994_000)
-    best = small.view(policy).best
-    assert best.config == CHILD and best.reference == ROOT  # three sigma needs every run min_runs asks
+    for runs, lead in ((large, 20_000), (small, 3_000)):  # ten sigma and one and a half
+        runs.default_verified()
+        runs.default_verified()
+        runs.add(CHILD, 1_000_000 - lead)  # the discovery: never its own evidence
+        for i, author in enumerate((BOB, ALICE, BOB)):  # explorations from it that change nothing
+            diff = {"matrix_lr": 0.05 + 0.01 * i}
+            runs.add(config_hash(apply(apply(SMALL, DEEPER), diff)), 1_000_000 - lead, author, parent=CHILD, diff=diff)
+    child = stats_of(large.view(policy), CHILD)
+    assert child.runs == 1 and child.pooled_runs == 4 and child.evidence_contributors == {ALICE.peer_id, BOB.peer_id}
+    assert large.view(policy).best.config == CHILD
+    assert small.view(policy).best.config == ROOT  # the same evidence for a lead within the noise is not enough
+
+
+def test_each_descendant_that_changes_nothing_raises_its_parent_s_posterior():
+    runs = Runs()
+    runs.default_verified()
+    discovery = runs.add(CHILD, 993_000)
+    runs.add(CHILD, 994_500, BOB, replicates=discovery.id)
+    confidences = [stats_of(runs.view(), CHILD).confidence]
+    for i in range(6):
+        diff = {"matrix_lr": 0.05 + 0.01 * i}
+        runs.add(config_hash(apply(apply(SMALL, DEEPER), diff)), 994_000, BOB, parent=CHILD, diff=diff)
+        confidences.append(stats_of(runs.view(), CHILD).confidence)
+    assert confidences == sorted(confidences) and confidences[0] < ACCEPT_POSTERIOR <= confidences[-1]
+    assert runs.view().best.config == CHILD
 
 
 def test_a_chain_explored_ahead_of_verification_is_accepted_at_its_tip_against_the_last_accepted_config():
@@ -311,9 +331,9 @@ def test_a_chain_explored_ahead_of_verification_is_accepted_at_its_tip_against_t
 def test_the_frontier_follows_the_best_estimate_with_leads_shrunk_toward_the_parent():
     runs = Runs()
     runs.default_verified()
-    runs.add(CHILD, 994_000)  # one run leading by 3 sigma: its estimate keeps a third of the lead
+    runs.add(CHILD, 994_000)  # one run leading by 3 sigma: its estimate keeps part of the lead
     view = runs.view()
     assert view.best.config == ROOT and view.frontier.config == CHILD
-    assert math.isclose(stats_of(view, CHILD).estimate, 1.0 - 0.006 / 3)
-    runs.add(CHILD, 1_006_000)  # the second run takes the lead back: the default is the frontier again
+    assert 0.994 < stats_of(view, CHILD).estimate < 0.999
+    runs.add(CHILD, 1_010_000)  # the second run takes the lead back: the default is the frontier again
     assert runs.view().frontier.config == ROOT

@@ -1,7 +1,7 @@
 import random
 
 from node.research.work import NOISE_DF_TARGET, WorkWeights, choose_work
-from protocol.acceptance import UBPB, Run, assess
+from protocol.acceptance import ACCEPT_POSTERIOR, UBPB, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.policy import Policy
 from protocol.track import Track
@@ -37,46 +37,42 @@ def test_a_solo_node_explores_from_its_second_run():
         assert work.kind == "explore" and work.target.config == ROOT
 
 
-def test_the_baseline_is_left_to_others_once_only_their_authorship_is_missing():
-    runs = [run(1, ROOT, 2.0, "me"), run(2, ROOT, 2.001, "me"), run(3, CHILD, 2.01, "me")]
-    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    assert choose(runs, me="me", weights=verify_only).kind == "explore"
-    assert choose(runs, me="other", weights=verify_only).kind == "baseline"
+def test_the_default_is_verified_by_explorations_from_it_not_by_re_runs():
+    runs = [run(1, ROOT, 2.0, "me")]  # min_authors = 2, but the children others explore count for it
+    assert all(choose(runs, me="other", seed=seed).kind == "explore" for seed in range(10))
 
 
-def test_the_frontier_is_verified_by_others_and_explored_from_before_it_is_accepted():
-    baseline = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b")]
-    runs = [*baseline, run(3, CHILD, 1.98, "a")]
-    kinds = {(w.kind, w.target.config) for w in (choose(runs, me="b", seed=seed) for seed in range(20))}
-    assert kinds == {("verify", CHILD), ("explore", CHILD), ("noise", ROOT)}
-    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    work = choose(runs, me="a", weights=verify_only)  # min_authors = 2: its author's runs cannot verify it
-    assert work.kind == "explore" and work.target.config == CHILD
+def test_a_fresh_discovery_is_explored_from_not_re_run():
+    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.98, "a")]
+    work = choose(runs, me="b", weights=WorkWeights(explore=1.0, noise=0.0))
+    assert work.kind == "explore" and work.target.config == CHILD  # its children's runs are its evidence
 
 
 def test_a_claimed_frontier_is_not_run_twice_and_exploration_builds_on_it():
-    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.98, "a")]
-    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    work = choose(runs, me="b", claimed={CHILD}, weights=verify_only)
+    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.99, "a"), run(4, CHILD, 1.993, "b")]
+    assert choose(runs, me="c").kind == "verify"
+    work = choose(runs, me="c", claimed={CHILD}, weights=WorkWeights(explore=1.0, noise=0.0))
     assert work.kind == "explore" and work.target.config == CHILD
 
 
-def test_a_narrowly_accepted_best_is_re_run_and_a_clear_winner_is_not():
+def test_a_re_run_is_spent_only_where_it_may_flip_a_verdict():
     baseline = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b")]
-    verify_only = WorkWeights(verify=1.0, explore=0.0, noise=0.0)
-    narrow = [*baseline, run(3, CHILD, 1.995, "a"), run(4, CHILD, 1.994, "b")]
-    assert assess(narrow, POLICY)[TRACK.key].best.config == CHILD
-    work = choose(narrow, me="c", weights=verify_only)
+    close = [*baseline, run(3, CHILD, 1.99, "a"), run(4, CHILD, 1.993, "b")]
+    target = assess(close, POLICY)[TRACK.key].frontier
+    assert target.config == CHILD and not target.accepted and 0.5 < target.confidence < ACCEPT_POSTERIOR
+    work = choose(close, me="c")
     assert work.kind == "verify" and work.target.config == CHILD
-    clear = [*baseline, run(3, CHILD, 1.95, "a"), run(4, CHILD, 1.95, "b")]
-    assert choose(clear, me="c", weights=verify_only).kind == "explore"
+    # evidence from two authors besides the discovery's run: min_authors = 2 counts the evidence only
+    clear = [*baseline, run(3, CHILD, 1.95, "a"), run(4, CHILD, 1.95, "b"), run(5, CHILD, 1.95, "a")]
+    assert assess(clear, POLICY)[TRACK.key].best.config == CHILD
+    assert choose(clear, me="c", weights=WorkWeights(explore=1.0, noise=0.0)).kind == "explore"
 
 
 def test_noise_is_measured_while_the_pooled_estimate_is_rough():
     runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 2.01, "a")]
     view = assess(runs, POLICY)[TRACK.key]
     assert view.sigma_df < NOISE_DF_TARGET
-    work = choose(runs, me="c", weights=WorkWeights(verify=0.0, explore=0.0, noise=1.0))
+    work = choose(runs, me="c", weights=WorkWeights(explore=0.0, noise=1.0))
     assert work.kind == "noise" and work.target.config == ROOT
 
 
@@ -84,4 +80,4 @@ def test_the_choice_is_a_function_of_the_state_and_the_seed():
     runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.998, "a"), run(4, CHILD, 1.997, "b")]
     kinds = {seed: choose(runs, me="c", seed=seed) for seed in range(20)}
     assert kinds == {seed: choose(list(reversed(runs)), me="c", seed=seed) for seed in range(20)}
-    assert {work.kind for work in kinds.values()} == {"explore", "verify", "noise"}
+    assert {work.kind for work in kinds.values()} == {"explore", "noise"}
