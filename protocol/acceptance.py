@@ -3,22 +3,25 @@
 A pure function of the set (order and duplicates don't matter; ties go by hash), so every node
 holding the same records names the same best. The statistics, per track:
 
-- verified: a config with at least ``min_runs`` ok runs from at least ``min_authors`` authors.
-- sigma: pooled seed noise of the verified configs, never below the policy's floor.
+- verified: a config whose null cluster holds ``min_runs`` ok runs from ``min_authors`` authors
+  (off a true lineage: its own runs).
+- sigma: pooled seed noise of the configs replicated by ``min_authors`` authors, never below the
+  policy's floor.
 - lineage: a record's claim that its config is ``parent`` plus ``diff`` is re-hashed, not trusted;
   the earliest true link is the config's lineage.
 - discovery run: a config's earliest ok run. It was picked out of many explorations because it
-  looked good (the winner's curse), so it is never evidence for its own config: a config's
-  *evidence* is its other ok runs (all of them for a profile default, and the lone run of a
-  config that has only one, which only a policy of ``min_runs = 1`` accepts).
-- accepted: a default config once verified; any other config once verified, with a true lineage
-  to an accepted parent, and with evidence beating that parent by more than K_ACCEPT standard
-  errors.
-- best: the accepted config with the lowest evidence mean.
-- candidate: an unverified config whose runs beat the best by more than K_CANDIDATE standard
-  errors; verifiers re-run these first. Screening is deliberately lenient and acceptance strict:
-  bench/acceptance.py shows the pair keeps false promotions under 1% while finding a real
-  3-sigma gain within 4 runs more than 90% of the time.
+  looked good (the winner's curse), so it is never evidence for its own config.
+- evidence (protocol/evidence.py): a config's null cluster, its own runs and those of descendants
+  whose change probably did nothing, less its discovery run; so exploring from a config verifies it.
+- accepted: a default config once its cluster holds ``min_runs`` runs; any other config on a true
+  lineage once the posterior probability that its evidence beats its reference (its nearest accepted
+  ancestor) reaches ACCEPT_POSTERIOR with ``min_runs`` runs in its cluster, or ACCEPT_EARLY_POSTERIOR
+  before that, and its evidence comes from ``min_authors`` authors.
+- best: the accepted config with the lowest posterior estimate.
+- candidate: an unaccepted config estimated ahead of the best whose change probably helped; the
+  work chooser re-runs one only where a run may flip its verdict (node/research/work.py).
+  bench/acceptance.py measures false promotions and power for one change; bench/swarm_sim.py the
+  swarm's false discovery rate and real gain.
 """
 
 import dataclasses
@@ -41,6 +44,9 @@ from protocol.track import Track
 # probability at most 1 - ACCEPT_POSTERIOR, so the swarm's false discovery rate stays below it
 # (bench/swarm_sim.py measures it against the truth).
 ACCEPT_POSTERIOR = 0.97
+# Before ``min_runs`` runs back a config only overwhelming evidence decides, a sequential rule: a large
+# effect is accepted at its first replication, a small one waits for all its runs.
+ACCEPT_EARLY_POSTERIOR = 0.99999
 CANDIDATE_POSTERIOR = 0.5  # an unaccepted config ahead of the best whose change this probably helped
 
 
@@ -368,7 +374,8 @@ def _tested(
         ).helps.tolist()
         confidence = dict(zip(measured, confidences, strict=True))
         for config, (reference, branch, lead) in leads.items():
-            accepted = confidence.get(config, 0.0) >= ACCEPT_POSTERIOR and _verified(nodes[config], policy)
+            node = nodes[config]
+            accepted = accepts(confidence.get(config), sum(node.cluster.values()), len(node.evidence_authors), policy)
             tests[config] = Test(reference, lead, confidence.get(config), accepted)
             way[config] = (config, config) if accepted else (reference, branch)
     return tests
@@ -382,6 +389,13 @@ def _lead(node: Node, reference: Node, branch: Node, sigma: float) -> tuple[floa
     if not (evidence.holds_runs(sigma) and outside.holds_runs(sigma)):
         return None
     return evidence.mean - outside.mean, evidence.variance, outside.variance
+
+
+def accepts(confidence: float | None, pooled_runs: int, evidence_authors: int, policy: Policy) -> bool:
+    """Whether a config whose evidence beats its reference with posterior ``confidence`` is accepted."""
+    if confidence is None or evidence_authors < policy.min_authors:
+        return False
+    return confidence >= (ACCEPT_POSTERIOR if pooled_runs >= policy.min_runs else ACCEPT_EARLY_POSTERIOR)
 
 
 def _verified(node: Node, policy: Policy) -> bool:

@@ -17,7 +17,7 @@ SWARM_ID_HEX = 32
 @dataclass(frozen=True)
 class Policy:
     name: str = "solo"
-    min_runs: int = 4  # bench/acceptance.py: 4 runs find a real 3-sigma gain >90% of the time
+    min_runs: int = 4  # runs in a config's null cluster before the ordinary posterior bar applies
     min_authors: int = 1
     sigma_floor_ubpb: int = 2000  # micro-bits per byte: the noise we assume before we measure it
     budget_kind: str = "seconds"

@@ -13,7 +13,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from protocol.acceptance import ACCEPT_POSTERIOR, ConfigStats, TrackView
+from protocol.acceptance import ConfigStats, TrackView, accepts
 from protocol.evidence import Prior, edge_posterior
 from protocol.policy import Policy
 
@@ -108,8 +108,7 @@ def _chance_of_flip(target: ConfigStats, me: str, sigma: float, prior: Prior, po
     lead, evidence_variance, reference_variance = target.lead
     run_precision = 1 / sigma**2
     new_variance = 1 / (1 / evidence_variance + run_precision)
-    authors = target.evidence_contributors | {me}
-    verified = target.pooled_runs + 1 >= policy.min_runs and len(authors) >= policy.min_authors
+    authors = len(target.evidence_contributors | {me})
     predictive_sd = math.sqrt(sigma**2 + evidence_variance + reference_variance)
     # the new run's lead over the reference at each point of the rule, pooled with the evidence so far
     new_leads = [
@@ -120,7 +119,7 @@ def _chance_of_flip(target: ConfigStats, me: str, sigma: float, prior: Prior, po
     return sum(
         weight
         for (_, weight), confidence in zip(NEXT_RUN, confidences.tolist(), strict=True)
-        if (verified and confidence >= ACCEPT_POSTERIOR) != target.accepted
+        if accepts(confidence, target.pooled_runs + 1, authors, policy) != target.accepted
     )
 
 

@@ -4,7 +4,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.acceptance import ACCEPT_POSTERIOR, UBPB, Lineage, Run, assess
+from protocol.acceptance import ACCEPT_EARLY_POSTERIOR, ACCEPT_POSTERIOR, UBPB, Lineage, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
 from protocol.policy import Policy
@@ -299,6 +299,23 @@ def test_descendants_that_change_nothing_verify_a_large_effect_without_a_re_run(
     assert child.runs == 1 and child.pooled_runs == 4 and child.evidence_contributors == {ALICE.peer_id, BOB.peer_id}
     assert large.view(policy).best.config == CHILD
     assert small.view(policy).best.config == ROOT  # the same evidence for a lead within the noise is not enough
+
+
+def test_a_large_effect_is_accepted_at_its_first_replication_and_a_modest_one_waits_for_min_runs():
+    policy = Policy(min_runs=4, min_authors=1, sigma_floor_ubpb=2000)
+    large, modest = Runs(), Runs()
+    for runs, lead in ((large, 20_000), (modest, 8_000)):  # ten sigma and four
+        runs.default_verified()
+        runs.default_verified()
+        discovery = runs.add(CHILD, 1_000_000 - lead)
+        runs.add(CHILD, 1_000_000 - lead, replicates=discovery.id)
+    child = stats_of(large.view(policy), CHILD)
+    assert child.pooled_runs == 2 and child.accepted and child.confidence >= ACCEPT_EARLY_POSTERIOR
+    child = stats_of(modest.view(policy), CHILD)
+    assert ACCEPT_POSTERIOR <= child.confidence < ACCEPT_EARLY_POSTERIOR and not child.accepted
+    for _ in range(2):  # the same lead, now backed by min_runs runs
+        modest.add(CHILD, 1_000_000 - 8_000, replicates=discovery.id)
+    assert modest.view(policy).best.config == CHILD
 
 
 def test_each_descendant_that_changes_nothing_raises_its_parent_s_posterior():
