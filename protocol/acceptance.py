@@ -46,7 +46,7 @@ from protocol.track import Track
 ACCEPT_POSTERIOR = 0.97
 # Before ``min_runs`` runs back a config only overwhelming evidence decides, a sequential rule: a large
 # effect is accepted at its first replication, a small one waits for all its runs.
-ACCEPT_EARLY_POSTERIOR = 0.99999
+ACCEPT_EARLY_POSTERIOR = 0.9999
 CANDIDATE_POSTERIOR = 0.5  # an unaccepted config ahead of the best whose change this probably helped
 
 

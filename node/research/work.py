@@ -17,8 +17,10 @@ from protocol.acceptance import ConfigStats, TrackView, accepts
 from protocol.evidence import Prior, edge_posterior
 from protocol.policy import Policy
 
-# Below this many degrees of freedom the pooled noise estimate is too rough to lean on.
-NOISE_DF_TARGET = 6
+# Below this many degrees of freedom the pooled noise estimate is too rough to lean on. A swarm's
+# first baselines, one per node, already give a few; beyond them a noise run costs an exploration, and
+# the noise is never taken below the policy's floor anyway.
+NOISE_DF_TARGET = 3
 # Three-point Gauss-Hermite rule over the next run's outcome: offsets in predictive sd, and weights.
 NEXT_RUN = ((-math.sqrt(3), 1 / 6), (0.0, 2 / 3), (math.sqrt(3), 1 / 6))
 
