@@ -77,6 +77,7 @@ def swarm(tmp_path):
                 daemon.kill()
 
 
+@pytest.mark.timeout(600)  # about four minutes on two idle cores; its own waits allow 420 s for the experiments
 def test_three_nodes_research_together_and_end_with_identical_ledgers(swarm):
     homes, daemons = swarm
     crashy = homes["crashy"]
