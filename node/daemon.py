@@ -90,6 +90,7 @@ class Daemon:
                 weights=settings.work,
                 max_experiments=options.max_experiments,
                 env=env,
+                space=settings.search,
             )
             for name, env in options.workers
         ]

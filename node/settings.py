@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import NodeError
+from node.research.space import SearchSpace
 from node.research.work import WorkWeights
 
 DEFAULT_TEXT = """\
@@ -42,6 +43,13 @@ port = 8484
 # need no weight: one runs only where it may flip a verdict worth more than an exploration.
 explore = 5.0   # ask the agent for a change to the frontier (the config with the best estimate)
 noise = 1.0     # re-run the best while the track has too few runs to estimate seed noise
+
+[search]
+# Knobs the agent may change and the values each may take; a knob not listed keeps the value of the
+# config explored from. Empty: every knob, within its own bounds.
+# depth = [4, 24]                              # numbers: [lo, hi], inclusive
+# head_dim = {choices = [64, 128]}             # numbers: an explicit set of values
+# window_pattern = ["SSSL", "SSLL", "LLLL"]    # strings and booleans: the choices
 """
 
 
@@ -71,6 +79,7 @@ class Settings:
     llm: LLMConfig = field(default_factory=LLMConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     work: WorkWeights = field(default_factory=WorkWeights)
+    search: SearchSpace = field(default_factory=SearchSpace)
 
 
 def write_default_settings(path: Path) -> bool:
@@ -108,7 +117,9 @@ def _build(cls: type, doc: Any, prefix: str) -> Any:
     values = {}
     for name, value in doc.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
-        if hasattr(default, "__dataclass_fields__"):
+        if isinstance(default, SearchSpace):  # keyed by knob name, not by field
+            values[name] = SearchSpace.parse(value)
+        elif hasattr(default, "__dataclass_fields__"):
             values[name] = _build(type(default), value, f"{prefix}{name}.")
         elif isinstance(default, float):
             if type(value) not in (int, float) or value < 0:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from itertools import combinations
 
 from node.research.agent import AgentContext, OpenHypothesis, Proposal, ProposerExhausted, clean_hypothesis
+from node.research.space import EVERY_KNOB, SearchSpace
 from protocol.config import KNOB, KNOBS, Config, Knob, Value, check_config, config_hash, diff_between
 from protocol.errors import ConfigError
 
@@ -42,7 +43,7 @@ class BuiltinProposer:
     name = NAME
 
     def propose(self, ctx: AgentContext, rng: random.Random) -> Proposal:
-        singles = single_changes(ctx.best_config)
+        singles = single_changes(ctx.best_config, ctx.space)
         donors = _donor_diffs(ctx)
         adoptable = [h for h in ctx.hypotheses if h.parent == ctx.best_hash]
         extension = extend(ctx.best_config, ctx.parent_config) if ctx.parent_config else None
@@ -73,15 +74,18 @@ class BuiltinProposer:
             proposal = self.accept(ctx, change)
             if proposal:
                 return proposal
-        raise ProposerExhausted(f"every single and pair change of config {ctx.best_hash[:12]} is tried or claimed")
+        within = " within the search space of config.toml" if ctx.space.restricted else ""
+        raise ProposerExhausted(
+            f"every single and pair change of config {ctx.best_hash[:12]}{within} is tried or claimed"
+        )
 
     def accept(self, ctx: AgentContext, change: tuple[Config, str] | None) -> Proposal | None:
-        """The proposal for ``change`` if it is valid, changes something and is untried."""
+        """The proposal for ``change`` if it is valid, within the search space, changes something and is untried."""
         if change is None:
             return None
         diff, why = change
         config = _valid(ctx.best_config, diff)
-        if config is None:
+        if config is None or not ctx.space.allows(config, ctx.best_config):
             return None
         diff = diff_between(ctx.best_config, config)
         digest = config_hash(config)
@@ -90,21 +94,24 @@ class BuiltinProposer:
         return Proposal(diff, config, digest, clean_hypothesis(why or _describe(ctx.best_config, diff)), NAME)
 
 
-def single_changes(config: Mapping[str, Value]) -> list[Config]:
-    """Every valid one-knob change of ``config`` on the grids, with coupled repairs; seed excluded."""
+def single_changes(config: Mapping[str, Value], space: SearchSpace = EVERY_KNOB) -> list[Config]:
+    """Every valid one-knob change of ``config`` on the grids, with coupled repairs, within ``space``
+    (default: every knob); seed excluded."""
     changes = []
     for knob in KNOBS:
-        if not knob.hashed:
+        if not knob.hashed or not space.allows_knob(knob.name):
             continue
-        for value in knob_steps(knob, config[knob.name]):
+        for value in knob_steps(knob, config[knob.name], space):
             diff = _repair(config, {knob.name: value})
-            if _valid(config, diff) is not None:
+            changed = _valid(config, diff)
+            if changed is not None and space.allows(changed, config):
                 changes.append(diff)
     return changes
 
 
-def knob_steps(knob: Knob, value: Value) -> list[Value]:
-    """Neighbouring values of one knob on its grid, within its bounds, without ``value`` itself."""
+def knob_steps(knob: Knob, value: Value, space: SearchSpace = EVERY_KNOB) -> list[Value]:
+    """Neighbouring values of one knob on its grid (or the space's choices for it), within its bounds and
+    the space's range, without ``value`` itself."""
     if knob.kind is bool:
         candidates = [not value]
     elif knob.choices:
@@ -118,7 +125,7 @@ def knob_steps(knob: Knob, value: Value) -> list[Value]:
     else:
         candidates = []
     steps = []
-    for candidate in candidates:
+    for candidate in space.values(knob, candidates):
         try:
             checked = knob.check(candidate)
         except ConfigError:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 
 from node.research.agent import AgentContext, OpenHypothesis, PastResult
+from node.research.space import SearchSpace
 from protocol.acceptance import ConfigStats
 from protocol.config import KNOBS, Knob, Value
 
@@ -68,6 +69,7 @@ def user_prompt(ctx: AgentContext) -> str:
         f"Track: {ctx.track_key}",
         "## Research directions from this node's operator (program.md)\n" + _truncate(ctx.program, PROGRAM_CHARS),
         _best_section(ctx),
+        _space_section(ctx.space),
         _leaderboard_section(ctx.leaderboard[:LEADERBOARD_ROWS]),
         _recent_section(ctx.recent[:RECENT_ROWS], ctx.best_stats),
         _hypotheses_section(ctx.hypotheses[:HYPOTHESIS_ROWS]),
@@ -94,6 +96,13 @@ def _best_section(ctx: AgentContext) -> str:
         summary += f"; run-to-run noise about {ctx.sigma:.6f}"
     config = {knob.name: ctx.best_config[knob.name] for knob in KNOBS if knob.hashed}
     return f"## Best config {ctx.best_hash[:12]} ({summary})\n{_json(config)}"
+
+
+def _space_section(space: SearchSpace) -> str:
+    if not space.restricted:
+        return ""
+    lines = ["## Search space set by this node's operator: change only these knobs, within these values"]
+    return "\n".join([*lines, *(f"- {line}" for line in space.describe())])
 
 
 def _leaderboard_section(rows: tuple[ConfigStats, ...]) -> str:

@@ -70,7 +70,7 @@ class ModelProposer:
             proposal = self._untried(ctx, [dict(chosen.diff)])[0]
             why = f"peer hypothesis from {chosen.author[:16]}: {chosen.rationale}"
             return Proposal(proposal.diff, proposal.config, proposal.config_hash, clean_hypothesis(why), NAME)
-        singles = sorted(single_changes(ctx.best_config), key=lambda diff: features.predict(weights, diff))
+        singles = sorted(single_changes(ctx.best_config, ctx.space), key=lambda diff: features.predict(weights, diff))
         # pairs of the single changes the draw expects to help most, tried or not: two guesses at once
         # are rarely worth a run, but a known good change plus a promising one often is
         pool = [diff for diff in singles[:PAIR_POOL] if features.predict(weights, diff) < 0]

@@ -6,9 +6,11 @@ import pytest
 
 from node.research.agent import AgentContext, OpenHypothesis, ProposerExhausted
 from node.research.builtin_proposer import BuiltinProposer, single_changes
+from node.research.space import SearchSpace
 from protocol.acceptance import ConfigStats
 from protocol.config import apply, check_config, config_hash, default_config, diff_between
 from protocol.errors import ConfigError
+from tests.node.research.test_space import BENCHMARK
 
 
 def context(profile: str = "small", **fields) -> AgentContext:
@@ -113,3 +115,54 @@ def test_pushes_the_change_that_made_the_best_one_step_further():
     proposals = {BuiltinProposer().propose(ctx, random.Random(seed)).hypothesis for seed in range(40)}
     pushed = [text for text in proposals if "push further" in text]
     assert pushed and "matrix_lr=0.0784" in pushed[0] and "warmdown_ratio=0.7" in pushed[0]
+
+
+def gpu_row(best: dict, diff: dict) -> ConfigStats:
+    return ConfigStats(config_hash(apply(best, diff)), config_hash(best), diff, 2, 0, 2, 1.5, 1, 1.5, None, True, True)
+
+
+def test_proposals_in_the_benchmark_space_never_leave_it_and_keep_finding_moves():
+    space, parent = SearchSpace.parse(BENCHMARK), default_config("gpu")
+    best = apply(parent, {"matrix_lr": 0.05})  # so the extension of the last change is a move too
+    # moves the space does not allow: a peer's hypothesis and a verified donor outside it
+    rows = (gpu_row(best, {"activation": "gelu"}), gpu_row(best, {"depth": 10}), gpu_row(best, {"depth": 30}))
+    hint = OpenHypothesis(config_hash(best), {"window_pattern": "L"}, "full attention only", "12D3KooWpeer")
+    tried: set[str] = {config_hash(best)}
+    for seed in range(200):
+        ctx = AgentContext("gpu-x1/300s/climbmix/bpe8192/eval1", best, config_hash(best), leaderboard=rows,
+                           hypotheses=(hint,), parent_config=parent, tried=frozenset(tried), space=space)  # fmt: skip
+        proposal = BuiltinProposer().propose(ctx, random.Random(seed))
+        assert proposal.config == check_config(proposal.config) and proposal.config_hash not in tried
+        assert space.allows(proposal.config, best), proposal.diff
+        tried.add(proposal.config_hash)
+
+
+def test_a_space_restricts_single_changes_to_its_knobs_ranges_and_choices():
+    space = SearchSpace.parse(BENCHMARK)
+    best = default_config("gpu")
+    diffs = single_changes(best, space)
+    assert {name for diff in diffs for name in diff} <= set(BENCHMARK)
+    assert all(space.allows(apply(best, diff), best) for diff in diffs)
+    patterns = {diff["window_pattern"] for diff in diffs if "window_pattern" in diff}
+    assert patterns == {"SSLL", "SLSL", "LLLL", "SSSS", "LSSL"}  # the space's choices, not the built-in grid
+
+
+def test_a_smaller_batch_inside_the_space_repairs_the_rows_per_pass():
+    space = SearchSpace.parse({"device_batch_size": [32, 256], "total_batch_tokens": [65536, 2097152]})
+    best = {**default_config("gpu"), "total_batch_tokens": 131072, "device_batch_size": 64}  # rows x 2048 tokens
+    assert {"total_batch_tokens": 65536, "device_batch_size": 32} in single_changes(best, space)
+    assert {"total_batch_tokens": 262144} in single_changes(best, space)
+
+
+def test_a_repair_outside_the_space_is_not_a_move():
+    space = SearchSpace.parse({"device_batch_size": [64, 256], "total_batch_tokens": [65536, 2097152]})
+    best = {**default_config("gpu"), "total_batch_tokens": 131072, "device_batch_size": 64}
+    assert not any(diff.get("total_batch_tokens") == 65536 for diff in single_changes(best, space))
+
+
+def test_exhaustion_inside_a_restricted_space_says_so():
+    space = SearchSpace.parse({"value_embeds": [False]})
+    best = default_config("small")
+    tried = frozenset({config_hash(apply(best, {"value_embeds": False}))})
+    with pytest.raises(ProposerExhausted, match="within the search space"):
+        BuiltinProposer().propose(context(tried=tried, space=space), random.Random(0))

@@ -9,6 +9,7 @@ from node.research.agent import AgentContext
 from node.research.llm_prompt import user_prompt
 from node.research.loop import HardwareMismatch, Plan, ResearchLoop, check_measured_hardware
 from node.research.runner import TrainerOutcome
+from node.research.space import SearchSpace
 from node.settings import WorkWeights
 from node.store.ledger import Ledger
 from protocol.config import apply, config_hash, default_config
@@ -100,3 +101,14 @@ def test_the_holdout_never_reaches_what_the_proposer_receives(tmp_path):
     received = f"{ctx!r}\n{[dataclasses.asdict(r) for r in ctx.recent]}\n{user_prompt(ctx)}"
     assert "1.7777" not in received and "1777777" not in received and "test_bpb" not in received
     assert "1.49" in received  # the val scores are there: the check above would notice a leak
+
+
+def test_the_search_space_of_the_settings_reaches_what_the_proposer_receives(tmp_path):
+    ledger = ledger_with_holdout(tmp_path, HOLDOUT_MARK)
+    space = SearchSpace.parse({"depth": [2, 8]})
+    loop = ResearchLoop(
+        name="cpu", identity=ALICE, ledger=ledger, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
+        home=Home(tmp_path, tmp_path, tmp_path / "cache"), proposer=None, weights=WorkWeights(), space=space,
+    )  # fmt: skip
+    view = ledger.view(TRACK.key)
+    assert loop._context(view, view.best, set()).space == space

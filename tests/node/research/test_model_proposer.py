@@ -4,7 +4,9 @@ import random
 from node.research.agent import AgentContext, Observation, OpenHypothesis
 from node.research.builtin_proposer import BuiltinProposer, single_changes
 from node.research.model_proposer import MIN_RESULTS, ModelProposer
+from node.research.space import SearchSpace
 from protocol.config import apply, check_config, config_hash, default_config, diff_between
+from tests.node.research.test_space import BENCHMARK
 
 BASE = default_config("small")
 
@@ -91,3 +93,18 @@ def test_a_few_crippled_configs_do_not_hide_a_real_effect():
     observations += [Observation(apply(BASE, diff), 9.0) for diff in single_changes(BASE) if "depth" in diff]
     proposals = [ModelProposer().propose(context(observations), random.Random(seed)).diff for seed in range(8)]
     assert sum(diff.get("matrix_lr", 0) > BASE["matrix_lr"] for diff in proposals) >= 6
+
+
+def test_proposals_in_the_benchmark_space_never_leave_it_and_keep_finding_moves():
+    space, best = SearchSpace.parse(BENCHMARK), default_config("gpu")
+    # peers without a space explored every knob: the model learns from those results all the same
+    explored = [apply(best, diff) for diff in single_changes(best)]
+    observations = [Observation(best, 3.0), *(Observation(c, 3.0 - 0.001 * (i % 5)) for i, c in enumerate(explored))]
+    tried = {config_hash(o.config) for o in observations}
+    for seed in range(100):  # each proposal fits the model: 100 keep the test to seconds
+        ctx = AgentContext("gpu-x1/300s/climbmix/bpe8192/eval1", best, config_hash(best), space=space,
+                           tried=frozenset(tried), observations=tuple(observations))  # fmt: skip
+        proposal = ModelProposer().propose(ctx, random.Random(seed))
+        assert proposal.config == check_config(proposal.config) and space.allows(proposal.config, best), proposal.diff
+        assert proposal.proposer == "model" and proposal.config_hash not in tried
+        tried.add(proposal.config_hash)  # claimed: the next proposal must find another move
