@@ -11,17 +11,20 @@ ceiling is that rule with noiseless runs: the physical limit of the search, not 
 
 Figures per regime, means over swarms (gains in sigma): the true gain of the final best over the
 default, the gain the ledger claims for it (the default's evidence mean less the best's, as every
-node shows it) and that claim's bias, and the false discovery rate (accepted changes that did not
-really beat their parent, pooled over swarms). The ± is the standard error over swarms. Every rule
-meets the same changes in the same order, so ratios compare rules rather than luck, but a regime of
-rare large wins still varies from swarm to swarm: compare rules on --swarms 40 or more, and on a
-second --seed (a different set of swarms).
+node shows it) and that claim's bias, the false discovery rate (accepted changes that did not
+really beat their parent, pooled over swarms), and how many swarms ended with no accepted best
+at all. The ± is the standard error over swarms. Every rule meets the same changes in the same
+order, so ratios compare rules rather than luck, but a regime of rare large wins still varies from
+swarm to swarm: compare rules on --swarms 40 or more, and on a second --seed (a different set of
+swarms). --stagger has nodes join one by one, as a swarm grows.
 
     python -m bench.swarm_sim [--swarms 10] [--runs 400] [--nodes 4] [--seed 0]
-        [--regimes hard,middle,easy,real] [--jobs CPUS]
+        [--regimes hard,middle,easy,real] [--jobs CPUS] [--min-runs 4] [--min-authors 1] [--stagger]
+        [--sigma-prior-df 4] [--clip-floors 3]
 """
 
 import argparse
+import collections
 import hashlib
 import heapq
 import math
@@ -30,13 +33,12 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.research.work import WorkWeights, choose_work
 from protocol.acceptance import UBPB, Derivations, Run, TrackView, assess
 from protocol.config import apply, config_hash, default_config
-from protocol.policy import Policy
+from protocol.policy import NEW_SWARM_NOISE, Policy
 from protocol.track import Track
 
 SIGMA = 0.002
@@ -90,6 +92,7 @@ class Outcome:
     claimed: float
     accepted: int
     false: int
+    no_best: bool = False  # it ended with no accepted config at all, not even the default
 
 
 @dataclass
@@ -123,20 +126,37 @@ class Truth:
         return round(self.noise.gauss(self.true_bpb[config], sigma) * UBPB)
 
 
-def events(nodes: int, rng: random.Random) -> Callable[[], int]:
-    """A clock of run ends: which node finishes next; nodes start a fresh run as soon as one ends."""
-    queue = [(rng.uniform(0, 0.01), node) for node in range(nodes)]
-    heapq.heapify(queue)
+class Clock:
+    """Run ends in time order: which node acts next; a node starts a fresh run as soon as one ends.
 
-    def next_node() -> int:
-        now, node = heapq.heappop(queue)
-        heapq.heappush(queue, (now + rng.uniform(*RUN_LENGTH), node))
+    Every node starts at once, or, staggered, node k joins only once k runs have ended: a swarm that
+    grows one member at a time, whose early nodes see the baseline run before others join.
+    """
+
+    def __init__(self, nodes: int, rng: random.Random, stagger: bool = False) -> None:
+        self.rng = rng
+        firsts = [(rng.uniform(0, 0.01), node) for node in range(nodes)]
+        self.queue = firsts[:1] if stagger else firsts
+        heapq.heapify(self.queue)
+        self.joins = collections.deque((k if stagger else 0, k) for k in range(nodes))  # (runs ended, node)
+        self.now, self.ended = 0.0, 0
+
+    def next_node(self) -> int:
+        """A node that joins now, or the node whose run ends next."""
+        if self.joins and self.ended >= self.joins[0][0]:
+            _, node = self.joins.popleft()
+            if all(other != node for _, other in self.queue):
+                heapq.heappush(self.queue, (self.now + self.rng.uniform(*RUN_LENGTH), node))
+            return node
+        self.now, node = heapq.heappop(self.queue)
+        heapq.heappush(self.queue, (self.now + self.rng.uniform(*RUN_LENGTH), node))
+        self.ended += 1
         return node
 
-    return next_node
 
-
-def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Policy) -> tuple[Outcome, list[Run]]:
+def simulate_ours(
+    regime: Regime, seed: int, runs: int, nodes: int, policy: Policy, stagger: bool = False
+) -> tuple[Outcome, list[Run]]:
     """The swarm running the node's decision code; its outcome and its records."""
     rng = random.Random(seed)
     truth = Truth(regime, seed)
@@ -145,10 +165,10 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
     running: dict[int, tuple[str, str, dict, bytes | None]] = {}  # node -> (config, parent, diff, replicates)
     view: TrackView | None = None
     derivations: Derivations = {}  # the records only grow: each config is derived from its parent once
-    clock = events(nodes, rng)
+    clock = Clock(nodes, rng, stagger)
     step = 0
     while len(records) < runs:
-        node = clock() if step >= nodes else step
+        node = clock.next_node()
         step += 1
         if node in running:  # its run ends: the result is everyone's at once
             config, parent, diff, replicates = running.pop(node)
@@ -173,13 +193,13 @@ def simulate_ours(regime: Regime, seed: int, runs: int, nodes: int, policy: Poli
     accepted = [s for s in view.leaderboard if s.accepted and not s.is_default]
     false = sum(truth.true_bpb[s.config] >= truth.true_bpb[s.reference] for s in accepted)
     if best is None:
-        return Outcome(0.0, 0.0, 0, 0), records
+        return Outcome(0.0, 0.0, 0, 0, no_best=True), records
     real = (BASE_BPB - truth.true_bpb[best.config]) / SIGMA
     claimed = (root.evidence_mean - best.evidence_mean) / SIGMA  # what the ledger shows: pooled evidence means
     return Outcome(real, claimed, len(accepted), false), records
 
 
-def simulate_greedy(regime: Regime, seed: int, runs: int, nodes: int, noise: float) -> Outcome:
+def simulate_greedy(regime: Regime, seed: int, runs: int, nodes: int, noise: float, stagger: bool = False) -> Outcome:
     """autoresearch's rule, swarmed: explore from the best single run; a run that beats it is the new best."""
     rng = random.Random(seed)
     truth = Truth(regime, seed)
@@ -187,10 +207,10 @@ def simulate_greedy(regime: Regime, seed: int, runs: int, nodes: int, noise: flo
     best: tuple[int, str] | None = None  # (val_bpb, config) of the best single run
     baseline = accepted = false = 0
     done = 0
-    clock = events(nodes, rng)
+    clock = Clock(nodes, rng, stagger)
     step = 0
     while done < runs:
-        node = clock() if step >= nodes else step
+        node = clock.next_node()
         step += 1
         if node in running:
             config, parent = running.pop(node)
@@ -216,23 +236,28 @@ def summarize(outcomes: list[Outcome]) -> str:
     accepted = sum(o.accepted for o in outcomes)
     fdr = sum(o.false for o in outcomes) / accepted if accepted else 0.0
     per_swarm = accepted / len(outcomes)
-    return f"{real:>7.2f} ±{spread:<5.2f}{claimed:>9.2f}{claimed - real:>+8.2f}{fdr:>8.1%}{per_swarm:>10.1f}"
+    no_best = sum(o.no_best for o in outcomes)
+    return (
+        f"{real:>7.2f} ±{spread:<5.2f}{claimed:>9.2f}{claimed - real:>+8.2f}{fdr:>8.1%}{per_swarm:>10.1f}{no_best:>9}"
+    )
 
 
-def run_regime(name: str, seeds: list[int], runs: int, nodes: int, policy: Policy, jobs: int) -> dict[str, list]:
+def run_regime(
+    name: str, seeds: list[int], runs: int, nodes: int, policy: Policy, jobs: int, stagger: bool = False
+) -> dict[str, list]:
     """Every rule's outcomes on the same swarms; ours, the costly one, spread over ``jobs`` processes."""
     regime = REGIMES[name]
     with multiprocessing.Pool(jobs) as workers:
-        ours = workers.starmap(_ours_outcome, [(regime, s, runs, nodes, policy) for s in seeds])
+        ours = workers.starmap(_ours_outcome, [(regime, s, runs, nodes, policy, stagger) for s in seeds])
     return {
         "ours": ours,
-        "greedy": [simulate_greedy(regime, s, runs, nodes, SIGMA) for s in seeds],
-        "ceiling": [simulate_greedy(regime, s, runs, nodes, 0.0) for s in seeds],
+        "greedy": [simulate_greedy(regime, s, runs, nodes, SIGMA, stagger) for s in seeds],
+        "ceiling": [simulate_greedy(regime, s, runs, nodes, 0.0, stagger) for s in seeds],
     }
 
 
-def _ours_outcome(regime: Regime, seed: int, runs: int, nodes: int, policy: Policy) -> Outcome:
-    return simulate_ours(regime, seed, runs, nodes, policy)[0]
+def _ours_outcome(regime: Regime, seed: int, runs: int, nodes: int, policy: Policy, stagger: bool) -> Outcome:
+    return simulate_ours(regime, seed, runs, nodes, policy, stagger)[0]
 
 
 def main() -> None:
@@ -244,17 +269,28 @@ def main() -> None:
     parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--min-runs", type=int, default=Policy.min_runs, help="the policy's min_runs")
+    parser.add_argument("--min-authors", type=int, default=Policy.min_authors, help="the policy's min_authors")
+    parser.add_argument("--stagger", action="store_true", help="nodes join one by one: node k after k runs")
+    for name, value in NEW_SWARM_NOISE.items():  # a new swarm's noise model unless told otherwise
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=value, help=f"the policy's {name}")
     args = parser.parse_args()
-    policy = Policy(min_runs=args.min_runs, sigma_floor_ubpb=round(SIGMA * UBPB))
-    print(
-        f"{args.swarms} swarms x {args.runs} runs, {args.nodes} nodes, sigma {SIGMA}, seed set {args.seed}, "
-        f"policy min_runs={policy.min_runs} min_authors={policy.min_authors}"
+    policy = Policy(
+        min_runs=args.min_runs,
+        min_authors=args.min_authors,
+        sigma_floor_ubpb=round(SIGMA * UBPB),
+        **{name: getattr(args, name) for name in NEW_SWARM_NOISE},
     )
-    print(f"{'regime':<8}{'rule':<10}{'real gain (sigma)':>16}{'claimed':>9}{'bias':>8}{'FDR':>8}{'accepted':>10}")
+    print(
+        f"{args.swarms} swarms x {args.runs} runs, {args.nodes} nodes{' joining one by one' if args.stagger else ''}, "
+        f"sigma {SIGMA}, seed set {args.seed}, policy min_runs={policy.min_runs} min_authors={policy.min_authors} "
+        f"sigma_prior_df={policy.sigma_prior_df} clip_floors={policy.clip_floors}"
+    )
+    columns = f"{'real gain (sigma)':>16}{'claimed':>9}{'bias':>8}{'FDR':>8}{'accepted':>10}{'no best':>9}"
+    print(f"{'regime':<8}{'rule':<10}{columns}")
     for name in args.regimes.split(","):
         started = time.monotonic()
         seeds = [args.seed * SEED_SET + i for i in range(args.swarms)]
-        outcomes = run_regime(name, seeds, args.runs, args.nodes, policy, args.jobs)
+        outcomes = run_regime(name, seeds, args.runs, args.nodes, policy, args.jobs, args.stagger)
         for rule, rule_outcomes in outcomes.items():
             print(f"{name:<8}{rule:<10}{summarize(rule_outcomes)}")
         ratio = statistics.mean(o.real for o in outcomes["ours"]) / max(

@@ -30,6 +30,9 @@ class Policy:
     created_ms: int = 0  # when the swarm was made: no record may be older
     min_val_bpb_ubpb: int = 100_000  # val_bpb outside [0.1, 20] bpb is a bug or a lie, not a result
     max_val_bpb_ubpb: int = 20_000_000
+    # The noise model (protocol/acceptance.py): 0 and 0 keep the first rule, a hard floor and raw runs.
+    sigma_prior_df: int = 0  # the floor is a prior scale worth this many degrees of freedom (0: a hard floor)
+    clip_floors: int = 0  # a run counts at most this many floors from its config's median (0: no limit)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not 0 < len(self.name) <= 64:
@@ -57,6 +60,10 @@ class Policy:
         bounds = (self.min_val_bpb_ubpb, self.max_val_bpb_ubpb)
         if any(type(b) is not int for b in bounds) or not 0 < bounds[0] < bounds[1]:
             raise ConfigError("policy val_bpb bounds must be integers with 0 < min < max")
+        for field in ("sigma_prior_df", "clip_floors"):
+            value = getattr(self, field)
+            if type(value) is not int or not 0 <= value <= 10**6:
+                raise ConfigError(f"policy {field} must be an integer from 0 to 1000000")
 
     @property
     def swarm_id(self) -> str:
@@ -94,6 +101,10 @@ class Policy:
 
 
 MAX_ADMINS = 64
+# The noise model of swarms founded now (older swarms keep theirs with their ID): the floor as a prior
+# worth four runs' degrees of freedom, so a quiet track learns its own noise, and runs clipped at three
+# floors from their config's median, so one member's wild runs move sigma and means only by their share.
+NEW_SWARM_NOISE = {"sigma_prior_df": 4, "clip_floors": 3}
 _FIRST_FIELDS = (
     "name",
     "min_runs",

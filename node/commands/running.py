@@ -27,7 +27,7 @@ from node.store.ledger import Ledger
 from node.swarmfile import create_swarm_file
 from protocol.config import apply
 from protocol.identity import Identity
-from protocol.policy import Policy
+from protocol.policy import NEW_SWARM_NOISE, Policy
 from trainer import climbmix
 from trainer.hardware import resolve_device
 from trainer.spec import SpecError, build_spec, default_config_for, track_for
@@ -144,6 +144,7 @@ def _join_or_found_swarm(args: argparse.Namespace, home: Home, device: str, foun
         dataset=args.dataset or "shakespeare",
         admins=(founder.peer_id,),  # a founder is its own admin: zero-config
         created_ms=now_ms(),
+        **NEW_SWARM_NOISE,
     )
     psk = create_swarm_file(home.swarm_file, policy)
     print(

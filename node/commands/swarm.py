@@ -13,7 +13,7 @@ from node.keyfile import load_or_create_identity
 from node.store.ledger import Ledger
 from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
 from protocol.acceptance import UBPB
-from protocol.policy import Policy
+from protocol.policy import NEW_SWARM_NOISE, Policy
 from protocol.records import sign
 
 
@@ -31,6 +31,7 @@ def new_key(args: argparse.Namespace, home: Home) -> int:
         eval_version=args.eval_version,
         admins=tuple(dict.fromkeys([founder.peer_id, *args.admin])),
         created_ms=now_ms(),
+        **NEW_SWARM_NOISE,
     )
     path = Path(args.output) if args.output else home.swarm_file
     create_swarm_file(path, policy)

@@ -36,3 +36,9 @@ def test_the_simulation_is_seeded():
 
 def test_noiseless_greedy_never_accepts_a_change_that_did_not_help():
     assert simulate_greedy(REGIMES["middle"], 1, 100, 2, 0.0).false == 0
+
+
+def test_staggered_nodes_join_one_by_one():
+    _, records = simulate_ours(REGIMES["hard"], seed=2, runs=30, nodes=4, policy=POLICY, stagger=True)
+    first = {run.author: i for i, run in reversed(list(enumerate(records)))}
+    assert first["node-0"] == 0 and all(first[f"node-{k}"] >= k for k in range(1, 4))  # node k after k runs

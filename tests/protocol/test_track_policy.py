@@ -5,7 +5,7 @@ import pytest
 from protocol.canonical import digest
 from protocol.errors import ConfigError, RecordError
 from protocol.identity import Identity
-from protocol.policy import PSK_BYTES, SWARM_ID_HEX, Policy, format_swarm_file, parse_swarm_file
+from protocol.policy import NEW_SWARM_NOISE, PSK_BYTES, SWARM_ID_HEX, Policy, format_swarm_file, parse_swarm_file
 from protocol.records import METRICS, sign
 from protocol.track import Track, hardware_class
 
@@ -61,6 +61,7 @@ def test_swarm_id_is_a_stable_hash_of_the_whole_policy():
     assert policy.topic == f"/arnode/{policy.swarm_id}/records/1"
     changed = {"name": "lab", "min_runs": 3, "min_authors": 2, "sigma_floor_ubpb": 1, "budget": 60}
     changed |= {"budget_kind": "tokens", "dataset": "climbmix", "eval_version": 2}
+    changed |= {"sigma_prior_df": 4, "clip_floors": 3}  # the noise model names the swarm too
     ids = {dataclasses.replace(policy, **{field: value}).swarm_id for field, value in changed.items()}
     assert len(ids) == len(changed) and policy.swarm_id not in ids
 
@@ -77,6 +78,8 @@ def test_swarm_id_is_a_stable_hash_of_the_whole_policy():
         ({"budget_kind": "hours"}, "budget_kind"),
         ({"budget_kind": ["seconds"]}, "budget_kind"),
         ({"dataset": "Not A Slug"}, "slug"),
+        ({"sigma_prior_df": -1}, "sigma_prior_df"),
+        ({"clip_floors": 1.5}, "clip_floors"),
     ],
 )
 def test_a_bad_policy_is_rejected(changes, reason):
@@ -145,6 +148,16 @@ def test_a_swarm_file_from_before_rosters_keeps_its_swarm_id_and_loads_as_an_ope
     with_roster = Policy(name="old", admins=(founder,), created_ms=1)
     assert with_roster.swarm_id != Policy(name="old").swarm_id
     assert parse_swarm_file(format_swarm_file(bytes(32), with_roster)) == (bytes(32), with_roster)
+
+
+def test_a_swarm_without_the_noise_model_keeps_its_id_and_a_new_one_gets_it():
+    old = Policy(name="old", created_ms=1)
+    new = Policy(name="old", created_ms=1, **NEW_SWARM_NOISE)
+    assert (old.sigma_prior_df, old.clip_floors) == (0, 0)  # a hard floor and raw runs, as before
+    assert new.sigma_prior_df > 0 and new.clip_floors > 0 and new.swarm_id != old.swarm_id
+    named = {f.name: getattr(old, f.name) for f in dataclasses.fields(Policy)[:8]} | {"created_ms": 1}
+    assert old.swarm_id == digest(b"arnode/policy/1\n", named)[:SWARM_ID_HEX]  # the noise fields left out
+    assert parse_swarm_file(format_swarm_file(bytes(32), new)) == (bytes(32), new)
 
 
 @pytest.mark.parametrize(
