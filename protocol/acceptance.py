@@ -6,7 +6,10 @@ holding the same records names the same best. The statistics, per track:
 - verified: a config whose null cluster holds ``min_runs`` ok runs from ``min_authors`` authors
   (off a true lineage: its own runs).
 - sigma: pooled seed noise of the configs replicated by ``min_authors`` authors, never below the
-  policy's floor.
+  policy's floor; or, where the policy gives the floor ``sigma_prior_df`` degrees of freedom, the
+  floor as a prior the track's own noise outweighs as its runs accrue.
+- clipping: where the policy sets ``clip_floors``, each ok run counts at most that many floors from
+  its config's median, in sigma and in every mean.
 - lineage: a record's claim that its config is ``parent`` plus ``diff`` is re-hashed, not trusted;
   the earliest true link is the config's lineage.
 - discovery run: a config's earliest ok run. It was picked out of many explorations because it
@@ -95,7 +98,7 @@ class ConfigStats:
     runs: int  # ok runs
     failures: int  # runs that crashed, timed out, diverged or were killed
     authors: int
-    mean: float | None  # bpb over all ok runs
+    mean: float | None  # bpb over all ok runs, as clipped where the policy clips
     evidence_runs: int
     evidence_mean: float | None
     discovery: bytes | None
@@ -220,9 +223,11 @@ def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy)
     by_config: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_config[run.config].append(run)
+    by_config = {config: _clipped(config_runs, policy) for config, config_runs in by_config.items()}
     stats = {config: _config_stats(config, config_runs, links, policy) for config, config_runs in by_config.items()}
     replicated = [by_config[c] for c, s in stats.items() if s.runs >= 2 and s.authors >= policy.min_authors]
-    sigma, sigma_df = _pooled_sigma(replicated, policy.sigma_floor_ubpb)
+    noise = _pooled_sigma(replicated, policy)
+    sigma = noise.sigma
     order = _lineage_order(stats)
     nodes, prior = _pooled(by_config, stats, order, sigma)
     tests = _tested(stats, nodes, order, sigma, prior, policy)
@@ -233,10 +238,38 @@ def _assess_track(track: Track, runs: list[Run], links: Lineage, policy: Policy)
     frontier = min(
         (s for s in ranked if s.estimate is not None), key=lambda s: (s.estimate, -s.runs, s.config), default=None
     )
-    return TrackView(track, sigma, sigma_df, best, tuple(ranked), _candidates(ranked, best), frontier, prior)
+    return TrackView(track, sigma, noise.df, best, tuple(ranked), _candidates(ranked, best), frontier, prior)
 
 
-def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Noise:
+    """A track's seed noise and the degrees of freedom measured behind it (0: the policy's floor alone)."""
+
+    sigma: float  # bpb
+    df: int
+
+
+def _clipped(runs: list[Run], policy: Policy) -> list[Run]:
+    """One config's runs, each ok value clipped to the config's median plus or minus ``clip_floors`` floors.
+
+    One member's wild runs (say 0.1 and 19.9 bpb of a 1.0 config) would otherwise set the track's
+    sigma and the config's mean alone; clipped, a run moves either by at most a few floors, so a
+    member moves them by its share of the runs. The median is exact and the bounds integers, so
+    every node clips alike.
+    """
+    values = sorted(run.val_bpb_ubpb for run in runs if run.outcome == "ok")
+    if not policy.clip_floors or not values:
+        return runs
+    median = Fraction(values[(len(values) - 1) // 2] + values[len(values) // 2], 2)
+    reach = policy.clip_floors * policy.sigma_floor_ubpb
+    low, high = math.ceil(median - reach), math.floor(median + reach)
+    return [
+        dataclasses.replace(run, val_bpb_ubpb=min(max(run.val_bpb_ubpb, low), high)) if run.outcome == "ok" else run
+        for run in runs
+    ]
+
+
+def _pooled_sigma(groups: Iterable[list[Run]], policy: Policy) -> Noise:
     # Only configs replicated by min_authors authors count, so one author alone can neither shrink
     # nor inflate the noise everyone tests against; exact integer sums, so every node gets the same float.
     squares, df = 0, 0
@@ -246,8 +279,13 @@ def _pooled_sigma(groups: Iterable[list[Run]], floor_ubpb: int) -> tuple[float, 
             n, total = len(values), sum(values)
             squares += Fraction(n * sum(v * v for v in values) - total * total, n)
             df += n - 1
+    floor, prior_df = policy.sigma_floor_ubpb, policy.sigma_prior_df
+    if prior_df:
+        # a scaled-inverse-chi-square prior at the floor: a young track cannot accept on a lucky low
+        # estimate, and a track quieter than the floor (one GPU model) comes to test against its own noise
+        return Noise(math.sqrt(Fraction(prior_df * floor * floor + squares, prior_df + df)) / UBPB, df)
     pooled_ubpb = math.sqrt(squares / df) if df else 0.0
-    return max(float(floor_ubpb), pooled_ubpb) / UBPB, df
+    return Noise(max(float(floor), pooled_ubpb) / UBPB, df)
 
 
 def _config_stats(config: str, runs: list[Run], links: Lineage, policy: Policy) -> ConfigStats:
@@ -295,13 +333,15 @@ def _pooled(
                 [(run.val_bpb_ubpb / UBPB, run.author) for run in by_config[config] if run.outcome == "ok"],
                 None if stats[config].is_default else stats[config].parent,
                 discovery=not stats[config].is_default,
+                knobs=len(stats[config].diff),
             )
             for config in order
         }
 
     first = nodes()
     pool(first, order, sigma, Prior.starting(sigma))
-    prior = fit_prior([first[config].lead for config in order if first[config].lead is not None], sigma)
+    edges = [first[config] for config in order if first[config].lead is not None]
+    prior = fit_prior([node.lead for node in edges], sigma, [node.knobs for node in edges])
     second = nodes()
     pool(second, order, sigma, prior)
     return second, prior
@@ -355,6 +395,7 @@ def _tested(
     config on the way, without verifying every step.
     """
     way: dict[str, tuple[str, str] | None] = {}  # config -> (nearest accepted config, its child on the way)
+    changed: dict[str, frozenset[str]] = {}  # config -> the knobs its lineage changed since that config
     tests: dict[str, Test] = {}
     for level in depths(nodes, order):
         leads: dict[str, tuple[str, str, tuple[float, float, float] | None]] = {}
@@ -367,15 +408,25 @@ def _tested(
                 way[config] = (config, config) if accepted else None
                 continue
             reference, branch = above[0], config if above[0] == s.parent else above[1]
+            changed[config] = frozenset(s.diff) | (changed[s.parent] if reference != s.parent else frozenset())
             leads[config] = (reference, branch, _lead(node, nodes[reference], nodes[branch], sigma))
         measured = [config for config, (_, _, lead) in leads.items() if lead is not None]
         confidences = edge_posterior(
-            [leads[c][2][0] for c in measured], [leads[c][2][1] + leads[c][2][2] for c in measured], prior
+            [leads[c][2][0] for c in measured],
+            [leads[c][2][1] + leads[c][2][2] for c in measured],
+            prior,
+            [len(changed[c]) for c in measured],
         ).helps.tolist()
         confidence = dict(zip(measured, confidences, strict=True))
         for config, (reference, branch, lead) in leads.items():
             node = nodes[config]
-            accepted = accepts(confidence.get(config), sum(node.cluster.values()), len(node.evidence_authors), policy)
+            # a change's evidence must lead its reference: with null ruled out (a many-knob jump) a
+            # narrow gain can explain a tie better than a wide harm, and a tie is no improvement
+            accepted = (
+                lead is not None
+                and lead[0] < 0
+                and accepts(confidence.get(config), sum(node.cluster.values()), len(node.evidence_authors), policy)
+            )
             tests[config] = Test(reference, lead, confidence.get(config), accepted)
             way[config] = (config, config) if accepted else (reference, branch)
     return tests

@@ -6,7 +6,9 @@ exploring from a config verifies it for free. The model, per track:
 - a run of config c is its true value theta_c plus seed noise N(0, sigma^2);
 - theta_c is its parent's value plus an effect that is exactly zero with probability ``null``, a
   half-normal gain (probability ``helps``, scale ``help_scale``) or a half-normal harm (``hurts``,
-  ``hurt_scale``): the prior, fitted by EM to the track's own edges (``fit_prior``).
+  ``hurt_scale``): the prior, fitted by EM to the track's own edges (``fit_prior``). ``null`` is a
+  one-knob change's: a change of k knobs does nothing only if each of them does, ``null ** k``, so
+  a global sampler's jump across ten knobs never passes for its parent (``Prior.shares``).
 
 ``pool`` runs one pass over the lineage, children before parents: each config's Gaussian message
 about its own value is its runs plus each child's message weighted by the posterior probability
@@ -44,6 +46,13 @@ class Prior:
     hurts: float
     help_scale: float
     hurt_scale: float
+
+    def shares(self, knobs: np.ndarray) -> np.ndarray:
+        """Rows null, helps, hurts: the prior shares of changes of ``knobs`` knobs each; gain and harm
+        keep their ratio."""
+        null = self.null ** np.maximum(knobs, 1)
+        moved = (1.0 - null) / (1.0 - self.null)
+        return np.stack([null, self.helps * moved, self.hurts * moved])
 
     @classmethod
     def starting(cls, sigma: float) -> "Prior":
@@ -110,6 +119,7 @@ class Node:
     evidence: Message = field(default_factory=Message)  # the same, less its discovery run
     edge: Edge | None = None  # its change, against its parent's other evidence
     weight: float = 0.0  # how much of its subtree its parent's message holds: its change's null posterior
+    knobs: int = 1  # how many knobs its change sets
     lead: tuple[float, float] | None = None  # (lead over the parent, its variance): what the prior is fitted to
     cluster: Counter = field(default_factory=Counter)  # run counts by author: its runs and its null children's
     estimate: float | None = None
@@ -122,9 +132,16 @@ class Node:
         return self.cluster - Counter([self.runs[0][1]])
 
 
-def edge_posterior(leads: Sequence[float] | np.ndarray, variances: Sequence[float] | np.ndarray, prior: Prior) -> Edges:
-    """The posteriors of changes after measured ``leads`` (child minus parent, bpb) of ``variances``."""
+def edge_posterior(
+    leads: Sequence[float] | np.ndarray,
+    variances: Sequence[float] | np.ndarray,
+    prior: Prior,
+    knobs: Sequence[int] | np.ndarray | None = None,
+) -> Edges:
+    """The posteriors of changes of ``knobs`` knobs each (default one) after measured ``leads`` (child
+    minus parent, bpb) of ``variances``."""
     leads, variances = np.asarray(leads, dtype=float), np.asarray(variances, dtype=float)
+    shares = prior.shares(np.ones(leads.size) if knobs is None else np.asarray(knobs, dtype=float))
     # rows: the gain's half-normal, then the harm's
     signs, scales = np.array([[-1.0], [1.0]]), np.array([[prior.help_scale], [prior.hurt_scale]]) ** 2
     totals = variances + scales
@@ -134,15 +151,17 @@ def edge_posterior(leads: Sequence[float] | np.ndarray, variances: Sequence[floa
     log_mass = _log_phi_cdf(z)
     means = shrunk_means + signs * shrunk_sds * np.exp(_log_phi_pdf(z) - log_mass)
     logs = np.empty((3, leads.size))
-    logs[0] = math.log(prior.null) + _log_normal(leads, variances)
-    logs[1:] = np.log(2 * np.array([[prior.helps], [prior.hurts]])) + _log_normal(leads, totals) + log_mass
+    with np.errstate(divide="ignore"):  # a share of 0 (a null share underflowing) is a log of -inf: never
+        logs[0] = np.log(shares[0]) + _log_normal(leads, variances)
+        logs[1:] = np.log(2 * shares[1:]) + _log_normal(leads, totals) + log_mass
     weights = np.exp(logs - logs.max(axis=0))
     weights /= weights.sum(axis=0)
     return Edges(weights[0], weights[1], (weights[1:] * means).sum(axis=0))
 
 
-def fit_prior(leads: Sequence[tuple[float, float]], sigma: float) -> Prior:
-    """The prior that best explains the track's edges (lead, variance), by EM from the starting prior.
+def fit_prior(leads: Sequence[tuple[float, float]], sigma: float, knobs: Sequence[int] | None = None) -> Prior:
+    """The prior that best explains the track's edges (lead, variance; changes of ``knobs`` knobs), by
+    EM from the starting prior.
 
     The starting prior counts as PRIOR_EDGES edges, so a handful of edges moves it only so far, and
     the scales never fall below sigma: below the noise a scale cannot be told from zero.
@@ -155,7 +174,7 @@ def fit_prior(leads: Sequence[tuple[float, float]], sigma: float) -> Prior:
     pseudo_shares = PRIOR_EDGES * np.array([start.null, start.helps, start.hurts])
     pseudo_spreads = PRIOR_EDGES * np.array([start.helps * start.help_scale**2, start.hurts * start.hurt_scale**2])
     for _ in range(FIT_ROUNDS):
-        edges = edge_posterior(values, variances, prior)
+        edges = edge_posterior(values, variances, prior, knobs)
         responsibility = np.stack([edges.null, edges.helps, 1.0 - edges.null - edges.helps])
         shares = pseudo_shares + responsibility.sum(axis=1)
         spreads = pseudo_spreads + (responsibility[1:] * excess).sum(axis=1)
@@ -209,18 +228,20 @@ def _gather(level: list[Node], nodes: Mapping[str, Node], sigma: float, prior: P
         [child.subtree.mean - own.mean for own, child in against_own],
         [child.subtree.variance + own.variance for own, child in against_own],
         prior,
+        [child.knobs for _, child in against_own],
     )
     nulls = dict(zip((id(child) for _, child in against_own), first.null.tolist(), strict=True))
+    nulls.update((id(child), _null_share(prior, child)) for _, _, child in pairs if id(child) not in nulls)
     gathered = {id(node): Message(own.precision, own.total) for own, node in zip(owns, level, strict=True)}
     for _, node, child in pairs:
-        gathered[id(node)].add(child.subtree, nulls.get(id(child), prior.null))
+        gathered[id(node)].add(child.subtree, nulls[id(child)])
     tested = []
     for _, node, child in pairs:
-        others = gathered[id(node)].without(child.subtree, nulls.get(id(child), prior.null))
+        others = gathered[id(node)].without(child.subtree, nulls[id(child)])
         if others.holds_runs(sigma):
             child.lead = (child.subtree.mean - others.mean, child.subtree.variance + others.variance)
             tested.append(child)
-    edges = edge_posterior([c.lead[0] for c in tested], [c.lead[1] for c in tested], prior)
+    edges = edge_posterior([c.lead[0] for c in tested], [c.lead[1] for c in tested], prior, [c.knobs for c in tested])
     for i, child in enumerate(tested):
         child.edge = edges[i]
     for own, node in zip(owns, level, strict=True):
@@ -232,13 +253,18 @@ def _collect(node: Node, own: Message, nodes: Mapping[str, Node], sigma: float, 
     node.subtree = Message(own.precision, own.total)
     node.cluster = Counter(author for _, author in node.runs)
     for child in (nodes[c] for c in node.children if nodes[c].subtree.precision):
-        child.weight = null = child.edge.null if child.edge else prior.null
+        child.weight = null = child.edge.null if child.edge else _null_share(prior, child)
         node.subtree.add(child.subtree, null)
         if null > NULL_EDGE:
             node.cluster.update(child.cluster)  # a child's discovery is fresh evidence for its parent
     node.evidence = node.subtree
     if node.discovery and node.runs:
         node.evidence = node.subtree.without(Message(1 / sigma**2, node.runs[0][0] / sigma**2))
+
+
+def _null_share(prior: Prior, node: Node) -> float:
+    """The prior probability that ``node``'s change did nothing, before any run of it is compared."""
+    return float(prior.shares(np.array([node.knobs]))[0, 0])
 
 
 def _log_normal(x: np.ndarray, variance: np.ndarray) -> np.ndarray:

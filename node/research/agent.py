@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from node.errors import NodeError
+from node.research.space import SearchSpace
 from protocol.acceptance import ConfigStats
 from protocol.config import Config, Value
 from protocol.records import CONTROL_CHARS, MAX_HYPOTHESIS_CHARS
@@ -87,6 +88,8 @@ class AgentContext:
     tried: frozenset[str] = field(default_factory=frozenset)  # config hashes run or claimed on the track
     observations: tuple[Observation, ...] = ()  # every config tried on the track whose lineage resolves
     program: str = DEFAULT_PROGRAM
+    space: SearchSpace = field(default_factory=SearchSpace)  # what the user lets proposals change
+    running: tuple[Config, ...] = ()  # full configs other nodes are running now, where this node knows them
 
 
 @dataclass(frozen=True)

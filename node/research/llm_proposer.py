@@ -25,7 +25,7 @@ import openai
 from node.errors import NodeError
 from node.research.agent import AgentContext, Idea, Proposal, Proposer, clean_hypothesis
 from node.research.llm_prompt import MAX_ALTERNATIVES, SYSTEM_PROMPT, retry_prompt, user_prompt
-from node.research.model_proposer import ModelProposer
+from node.research.sampler_proposer import SamplerProposer
 from protocol.config import KNOB, apply, config_hash, diff_between
 from protocol.errors import ConfigError
 
@@ -97,7 +97,7 @@ class LLMProposer:
 
     def __init__(self, settings: LLMSettings, fallback: Proposer | None = None) -> None:
         self.settings = settings
-        self.fallback = fallback or ModelProposer()
+        self.fallback = fallback or SamplerProposer()
         self.model = settings.model or (None if settings.base_url else OPENAI_MODEL)
         self.client = openai.OpenAI(
             base_url=settings.base_url,
@@ -202,6 +202,8 @@ def parse_answer(text: str, ctx: AgentContext, model: str) -> Proposal:
     diff = diff_between(ctx.best_config, config)
     if not diff:
         raise InvalidAnswer("the diff changes nothing in the best config")
+    if not ctx.space.allows(config, ctx.best_config):
+        raise InvalidAnswer(f"the diff leaves the search space; change only {'; '.join(ctx.space.describe())}")
     digest = config_hash(config)
     if digest in ctx.tried:
         raise InvalidAnswer(f"that config ({digest[:12]}) was already tried or claimed; propose a different one")
@@ -225,7 +227,8 @@ def _alternatives(ideas: Any, ctx: AgentContext, taken: set[str]) -> tuple[Idea,
             continue  # not a map, or not a valid change
         digest = config_hash(config)
         diff = diff_between(ctx.best_config, config)
-        if diff and digest not in ctx.tried and digest not in taken and idea["hypothesis"].strip():
+        fresh = digest not in ctx.tried and digest not in taken and ctx.space.allows(config, ctx.best_config)
+        if diff and fresh and idea["hypothesis"].strip():
             taken.add(digest)
             found.append(Idea(diff, clean_hypothesis(idea["hypothesis"])))
     return tuple(found)
@@ -266,6 +269,7 @@ def _brief(text: str) -> str:
     return " ".join(str(text).split())[:200]
 
 
-def make_proposer(settings: LLMSettings) -> ModelProposer | LLMProposer:
-    """The LLM proposer when a key or a base URL is set, else the built-in model-based one."""
-    return LLMProposer(settings) if settings.enabled else ModelProposer()
+def make_proposer(settings: LLMSettings) -> SamplerProposer | LLMProposer:
+    """The LLM proposer when a key or a base URL is set, else the search: a sampler over a restricted
+    search space, the model-based proposer over every knob."""
+    return LLMProposer(settings) if settings.enabled else SamplerProposer()

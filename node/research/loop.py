@@ -29,6 +29,7 @@ from node.research.agent import (
     load_program,
 )
 from node.research.runner import TrainerOutcome, TrainerRun
+from node.research.space import EVERY_KNOB, SearchSpace
 from node.research.work import WorkWeights, choose_work
 from node.store.ledger import Ledger
 from protocol.acceptance import ConfigStats, TrackView, bpb
@@ -111,11 +112,12 @@ class ResearchLoop:
         weights: WorkWeights,
         max_experiments: int | None = None,
         env: dict[str, str] | None = None,
+        space: SearchSpace = EVERY_KNOB,
     ) -> None:
         self.identity, self.ledger, self.swarm, self.policy, self.track = identity, ledger, swarm, policy, track
         self.device, self.home, self.env = device, home, env
         self.proposer, self.weights = proposer, weights
-        self.max_experiments = max_experiments
+        self.max_experiments, self.space = max_experiments, space
         self.root = config_hash(default_config(profile_for(device)))
         self.status = WorkerStatus(name)
         self._stopping = False
@@ -301,7 +303,19 @@ class ResearchLoop:
             tried=frozenset(done | claimed),
             observations=self._observations(view),
             program=load_program(self.home.program_file),
+            space=self.space,
+            running=self._known_configs(claimed),
         )
+
+    def _known_configs(self, hashes: set[str]) -> tuple[Config, ...]:
+        """The full configs of those of ``hashes`` the ledger can rebuild (a claim names only a hash)."""
+        found = []
+        for digest in sorted(hashes):
+            try:
+                found.append(self.ledger.resolve_config(digest))
+            except ProtocolError:
+                continue  # a new config, run for the first time: its claim is all we know of it
+        return tuple(found)
 
     def _observations(self, view: TrackView) -> tuple[Observation, ...]:
         """Every config on the track whose lineage resolves, with its mean over ok runs (None: only failed)."""

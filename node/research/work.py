@@ -13,14 +13,24 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 from protocol.acceptance import ConfigStats, TrackView, accepts
 from protocol.evidence import Prior, edge_posterior
 from protocol.policy import Policy
 
 # Below this many degrees of freedom the pooled noise estimate is too rough to lean on. A swarm's
 # first baselines, one per node, already give a few; beyond them a noise run costs an exploration, and
-# the noise is never taken below the policy's floor anyway.
+# the policy's floor (a hard one, or a prior of several degrees of freedom) keeps a rough estimate sane.
 NOISE_DF_TARGET = 3
+# A config whose own runs beat the best's evidence by this many sigmas gets runs of its own until
+# min_runs back it, on a track whose changes seldom do nothing (below EXPLORING_VERIFIES). Exploring
+# from a config verifies it only through children whose change did nothing; a global sampler's jumps
+# across many knobs (node/research/sampler_proposer.py) almost never do, so its finds would otherwise
+# wait for verification while the frontier runs ahead of the accepted best. Where changes mostly do
+# nothing (one knob at a time), exploring verifies for free and these re-runs only cost explorations.
+PROMISING_SIGMAS = 2.0
+EXPLORING_VERIFIES = 0.5
 # Three-point Gauss-Hermite rule over the next run's outcome: offsets in predictive sd, and weights.
 NEXT_RUN = ((-math.sqrt(3), 1 / 6), (0.0, 2 / 3), (math.sqrt(3), 1 / 6))
 
@@ -57,16 +67,24 @@ def choose_work(
     Exploration follows the frontier (the config with the best estimate, verified or not), so a
     step up a chain of improvements need not wait for verification; the accepted best stays the
     honest claim. A verification runs when it is worth more than an exploration; noise runs share
-    the work with exploration by the weights while the track's seed noise is still rough.
+    the work with exploration by the weights while the track's seed noise is still rough. While
+    nothing is accepted the default is re-run until verified: explorations verify it only through
+    children whose change did nothing, and a track whose first children all moved would otherwise
+    never accept anything, with no reference left to verify others against.
     """
     stats = {s.config: s for s in view.leaderboard} if view else {}
     baseline = stats.get(root)
     if baseline is None or baseline.runs == 0:
         return Work("baseline")
+    if view.best is None and _root_needs(baseline, me, claimed_by_others, policy):
+        return Work("verify", baseline)
     explore = Work("explore", view.frontier)
     worth = _worth_verifying(view, stats, me, claimed_by_others, policy)
     if worth is not None:
         return worth
+    promising = _promising(view, me, claimed_by_others, policy)
+    if promising is not None and _exploring_verifies(view) < EXPLORING_VERIFIES:
+        return Work("verify", promising)
     options = [(weights.explore, explore)]
     if view.best is not None and view.sigma_df < NOISE_DF_TARGET and _may_run(view.best, me, claimed_by_others, policy):
         options.append((weights.noise, Work("noise", view.best)))
@@ -103,6 +121,31 @@ def _worth_verifying(
     return None
 
 
+def _promising(view: TrackView, me: str, claimed_by_others: set[str], policy: Policy) -> ConfigStats | None:
+    """The unaccepted config on a true lineage whose own mean beats the best's evidence by
+    PROMISING_SIGMAS, with fewer than min_runs runs and open to ``me``: the best-looking one."""
+    best = view.best
+    if best is None:
+        return None
+    bar = (best.evidence_mean if best.evidence_mean is not None else best.mean) - PROMISING_SIGMAS * view.sigma
+    found = [
+        s
+        for s in view.leaderboard
+        if not s.accepted and s.reference is not None and s.mean is not None and s.mean < bar
+        and s.runs < policy.min_runs and _may_run(s, me, claimed_by_others, policy)
+    ]  # fmt: skip
+    return min(found, key=lambda s: (s.mean, s.config), default=None)
+
+
+def _exploring_verifies(view: TrackView) -> float:
+    """The chance that an exploration brings a run of the config it starts from: that its change does
+    nothing, for a change of as many knobs as the track's explored configs set (the median)."""
+    knobs = sorted(len(s.diff) for s in view.leaderboard if not s.is_default)
+    if view.prior is None or not knobs:
+        return 1.0
+    return float(view.prior.shares(np.array([knobs[len(knobs) // 2]]))[0, 0])
+
+
 def _chance_of_flip(target: ConfigStats, me: str, sigma: float, prior: Prior, policy: Policy) -> float:
     """The probability that one more run by ``me`` of ``target`` turns its verdict around."""
     if target.lead is None:
@@ -123,6 +166,16 @@ def _chance_of_flip(target: ConfigStats, me: str, sigma: float, prior: Prior, po
         for (_, weight), confidence in zip(NEXT_RUN, confidences.tolist(), strict=True)
         if accepts(confidence, target.pooled_runs + 1, authors, policy) != target.accepted
     )
+
+
+def _root_needs(root: ConfigStats, me: str, claimed_by_others: set[str], policy: Policy) -> bool:
+    """Whether a run of the unverified default by ``me`` brings it closer to verified."""
+    if root.config in claimed_by_others:
+        return False
+    authors = root.evidence_contributors
+    if len(authors) < policy.min_authors:
+        return me not in authors  # only a new author's run counts towards min_authors
+    return root.pooled_runs < policy.min_runs
 
 
 def _may_run(stats: ConfigStats, me: str, claimed_by_others: set[str], policy: Policy) -> bool:

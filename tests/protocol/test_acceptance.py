@@ -7,11 +7,12 @@ from hypothesis import strategies as st
 from protocol.acceptance import ACCEPT_EARLY_POSTERIOR, ACCEPT_POSTERIOR, UBPB, Lineage, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
-from protocol.policy import Policy
+from protocol.policy import NEW_SWARM_NOISE, Policy
 from protocol.records import Record, sign
 from tests.protocol.test_records import NOW, TRACK, hypothesis_body, result_body
 
 ALICE, BOB = Identity.from_seed(b"\x0a" * 32), Identity.from_seed(b"\x0b" * 32)
+CAROL, MALLORY = Identity.from_seed(b"\x0c" * 32), Identity.from_seed(b"\x0d" * 32)
 POLICY = Policy(min_runs=2, min_authors=1, sigma_floor_ubpb=2000)
 FLOOR = POLICY.sigma_floor_ubpb / UBPB
 CLEAR_LEAD = 8 * POLICY.sigma_floor_ubpb  # micro-bpb: far outside the noise
@@ -193,6 +194,39 @@ def test_sigma_pools_seed_noise_across_configs_and_never_falls_below_the_floor()
     assert runs.view(high_floor).sigma == 50_000 / UBPB
 
 
+def test_a_sigma_prior_at_the_floor_gives_way_to_a_quiet_track_s_own_noise():
+    prior = Policy(min_runs=2, min_authors=1, sigma_floor_ubpb=2000, **NEW_SWARM_NOISE)
+    df0 = prior.sigma_prior_df
+    runs = Runs()
+    runs.default_verified()  # two agreeing runs: a lucky estimate of zero noise
+    assert math.isclose(runs.view(prior).sigma, FLOOR * math.sqrt(df0 / (df0 + 1)))  # the prior holds
+    for i in range(30):  # seed noise of 700 micro-bpb, a third of the floor
+        runs.add(ROOT, 1_000_000 + (700 if i % 2 else -700), (ALICE, BOB)[i % 2])
+    squares = sum((v - 1_000_000) ** 2 for v in [1_000_000] * 2 + [1_000_700, 999_300] * 15)
+    view = runs.view(prior)
+    assert view.sigma_df == 31
+    assert math.isclose(view.sigma, math.sqrt((df0 * 2000**2 + squares) / (df0 + 31)) / UBPB)
+    assert view.sigma < 0.5 * FLOOR and runs.view().sigma == FLOOR  # the hard floor keeps it at 0.002
+
+
+def test_one_member_s_wild_runs_move_sigma_and_the_best_only_by_its_share():
+    policy = Policy(min_runs=4, min_authors=2, sigma_floor_ubpb=2000, **NEW_SWARM_NOISE)
+    runs = Runs()
+    honest = (ALICE, BOB, CAROL)
+    for i, offset in enumerate((-2000, 1500, 2500, -1000, 0, -2500, 1000, 2000, -1500, 500, -500, 3000)):
+        runs.add(ROOT, 1_000_000 + offset, honest[i % 3])
+    for i, offset in enumerate((0, -1500, 2000, -500, 1000, 0)):
+        runs.add(CHILD, 970_000 + offset, honest[i % 3])
+    before = runs.view(policy)
+    assert before.best.config == CHILD and before.sigma < 1.5 * FLOOR
+    for i in range(6):  # one member's six runs of the verified default, at the ends of the policy's range
+        runs.add(ROOT, (100_000, 19_900_000)[i % 2], MALLORY)
+    after = runs.view(policy)
+    assert after.sigma < 2 * before.sigma and after.best.config == CHILD
+    assert abs(stats_of(after, ROOT).estimate - stats_of(before, ROOT).estimate) < FLOOR
+    assert runs.view(dataclasses.replace(policy, sigma_prior_df=0, clip_floors=0)).sigma > 1.0  # the first rule
+
+
 def test_tracks_are_assessed_apart_and_hypotheses_are_ignored():
     runs = Runs()
     runs.default_verified()
@@ -354,3 +388,29 @@ def test_the_frontier_follows_the_best_estimate_with_leads_shrunk_toward_the_par
     assert 0.994 < stats_of(view, CHILD).estimate < 0.999
     runs.add(CHILD, 1_010_000)  # the second run takes the lead back: the default is the frontier again
     assert runs.view().frontier.config == ROOT
+
+
+JUMP = {"depth": 6, "matrix_lr": 0.05, "embedding_lr": 0.3, "unembedding_lr": 0.008, "scalar_lr": 0.25,
+        "weight_decay": 0.1, "warmdown_ratio": 0.6, "final_lr_frac": 0.1, "aspect_ratio": 48}  # fmt: skip
+
+
+def test_a_many_knob_jump_that_ties_its_reference_is_never_accepted():
+    runs = Runs()
+    for _ in range(6):
+        runs.default_verified()
+    jump = config_hash(apply(SMALL, JUMP))
+    for i in range(8):  # as good as the default, to within a tenth of the floor
+        runs.add(jump, 1_000_000 + (100 if i % 2 else -100), ALICE if i % 2 else BOB, diff=JUMP)
+    stats = {s.config: s for s in runs.view().leaderboard}[jump]
+    assert stats.lead is not None and not stats.accepted
+    assert runs.view().best.config == ROOT
+
+
+def test_a_many_knob_jump_that_clearly_leads_is_accepted():
+    runs = Runs()
+    for _ in range(6):
+        runs.default_verified()
+    jump = config_hash(apply(SMALL, JUMP))
+    for i in range(4):
+        runs.add(jump, 1_000_000 - CLEAR_LEAD, ALICE if i % 2 else BOB, diff=JUMP)
+    assert runs.view().best.config == jump

@@ -44,6 +44,24 @@ def test_a_child_that_hurts_does_not_drag_its_parent_down():
     assert abs(nodes["a"].subtree.mean - 1.0) < 0.1 * SIGMA
 
 
+def test_a_jump_across_many_knobs_never_passes_for_its_parent():
+    parents = {"root": None, "a": "root", "near": "a", "jump": "a"}
+    nodes = tree({"root": [1.0], "a": [0.99, 0.99], "near": [0.9901], "jump": [0.9899]}, parents)
+    nodes["jump"].knobs = 10  # a global sampler's point, ten knobs away from its parent
+    half_null = Prior(0.5, 0.1, 0.4, 12 * SIGMA, 20 * SIGMA)  # half of one-knob changes do nothing
+    pool(nodes, list(parents), SIGMA, half_null)
+    assert nodes["near"].weight > 0.8 and nodes["jump"].weight < 0.05  # 0.5 ** 10 before the runs
+    one, ten = edge_posterior([-0.5 * SIGMA] * 2, [2 * SIGMA**2] * 2, PRIOR, [1, 10]).null.tolist()
+    assert one > 0.8 and ten < one - 0.1
+
+
+def test_the_shares_of_a_many_knob_change_keep_the_ratio_of_gain_to_harm():
+    null, helps, hurts = PRIOR.shares([1, 3]).T.tolist()[1]
+    assert abs(null - PRIOR.null**3) < 1e-12 and abs(null + helps + hurts - 1) < 1e-12
+    assert abs(helps / hurts - PRIOR.helps / PRIOR.hurts) < 1e-12
+    assert PRIOR.shares([1]).ravel().tolist() == [PRIOR.null, PRIOR.helps, PRIOR.hurts]  # one knob: the prior
+
+
 def test_the_prior_fitted_to_edges_finds_how_often_changes_do_nothing():
     rng = random.Random(0)
     leads = []

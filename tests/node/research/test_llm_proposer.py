@@ -6,7 +6,8 @@ import pytest
 from node.errors import NodeError
 from node.research.agent import AgentContext, OpenHypothesis, PastResult
 from node.research.llm_proposer import LLMProposer, LLMSettings, make_proposer
-from node.research.model_proposer import ModelProposer
+from node.research.sampler_proposer import SamplerProposer
+from node.research.space import SearchSpace
 from protocol.config import apply, config_hash, default_config
 from tests.llm_server import Reply, ScriptedLLMServer, chat, error, hang
 
@@ -150,7 +151,7 @@ def test_settings_come_from_the_environment_before_the_config():
 
 
 def test_make_proposer_uses_the_llm_only_with_a_key_or_base_url():
-    assert isinstance(make_proposer(LLMSettings.from_env({}, {})), ModelProposer)
+    assert isinstance(make_proposer(LLMSettings.from_env({}, {})), SamplerProposer)
     assert isinstance(make_proposer(LLMSettings(api_key="k")), LLMProposer)
     assert isinstance(make_proposer(LLMSettings(base_url="http://127.0.0.1:9/v1")), LLMProposer)
 
@@ -168,3 +169,23 @@ def test_ideas_ranked_next_come_back_as_alternatives_and_bad_ones_are_dropped(se
     proposal = propose(server, ctx)
     assert proposal.diff == {"matrix_lr": 0.05} and proposal.fell_back_reason is None
     assert [(idea.diff, idea.rationale) for idea in proposal.alternatives] == [({"depth": 5}, "one more layer")]
+
+
+def test_an_answer_outside_the_search_space_is_sent_back_then_falls_back_inside_it(server):
+    space = SearchSpace.parse({"depth": [4, 6], "window_pattern": ["SSSL", "SL"]})
+    ctx = small_context(space=space)
+    server.script(*[chat(GOOD)] * 3)  # matrix_lr is not in the space
+    proposal = propose(server, ctx)
+    assert proposal.proposer == "builtin" and "leaves the search space" in proposal.fell_back_reason
+    assert set(proposal.diff) <= {"depth", "window_pattern"} and space.allows(proposal.config, ctx.best_config)
+    first, second = server.requests[:2]
+    assert 'depth: 4 to 6\n- window_pattern: one of "SSSL", "SL"' in last_user_message(first)
+    assert "change only depth: 4 to 6" in last_user_message(second)
+
+
+def test_alternatives_outside_the_search_space_are_dropped(server):
+    ctx = small_context(space=SearchSpace.parse({"matrix_lr": [0.01, 0.1], "depth": [4, 6]}))
+    ideas = [{"diff": {"activation": "gelu"}, "hypothesis": "outside"}, {"diff": {"depth": 5}, "hypothesis": "inside"}]
+    server.script(chat(json.dumps({**json.loads(GOOD), "alternatives": ideas})))
+    proposal = propose(server, ctx)
+    assert proposal.diff == {"matrix_lr": 0.05} and [idea.diff for idea in proposal.alternatives] == [{"depth": 5}]

@@ -1,6 +1,6 @@
 import random
 
-from node.research.work import NOISE_DF_TARGET, WorkWeights, choose_work
+from node.research.work import NOISE_DF_TARGET, Work, WorkWeights, choose_work
 from protocol.acceptance import ACCEPT_POSTERIOR, UBPB, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.policy import Policy
@@ -37,15 +37,51 @@ def test_a_solo_node_explores_from_its_second_run():
         assert work.kind == "explore" and work.target.config == ROOT
 
 
-def test_the_default_is_verified_by_explorations_from_it_not_by_re_runs():
-    runs = [run(1, ROOT, 2.0, "me")]  # min_authors = 2, but the children others explore count for it
-    assert all(choose(runs, me="other", seed=seed).kind == "explore" for seed in range(10))
+def test_an_unverified_default_is_re_run_by_a_node_whose_run_counts():
+    runs = [run(1, ROOT, 2.0, "me")]  # min_authors = 2: only another node's run brings it closer
+    assert all(choose(runs, me="other", seed=seed) == Work("verify", _root(runs)) for seed in range(10))
+    assert choose(runs, me="other", claimed={ROOT}).kind == "explore"  # one re-run at a time
 
 
-def test_a_fresh_discovery_is_explored_from_not_re_run():
+def test_a_default_whose_only_child_moved_is_re_run_not_left_unverified():
+    # the child's large effect keeps its runs out of the default's evidence: explorations never verify it
+    runs = [run(1, ROOT, 2.0, "me"), run(2, CHILD, 1.9, "me"), run(3, CHILD, 1.9, "other")]
+    assert assess(runs, POLICY)[TRACK.key].best is None
+    assert choose(runs, me="other") == Work("verify", _root(runs))
+    assert choose(runs, me="me").kind == "explore"  # my runs of it cannot meet min_authors
+    solo = Policy(min_runs=2, min_authors=1, sigma_floor_ubpb=2000)
+    view = assess(runs, solo)[TRACK.key]
+    assert choose_work(view, ROOT, "me", set(), solo, DEFAULT_WEIGHTS, random.Random(0)).kind == "verify"
+
+
+def _root(runs):
+    return next(s for s in assess(runs, POLICY)[TRACK.key].leaderboard if s.config == ROOT)
+
+
+def test_a_fresh_discovery_is_explored_from_while_changes_mostly_do_nothing():
     runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, CHILD, 1.98, "a")]
-    work = choose(runs, me="b", weights=WorkWeights(explore=1.0, noise=0.0))
-    assert work.kind == "explore" and work.target.config == CHILD  # its children's runs are its evidence
+    for seed in range(10):
+        work = choose(runs, me="b", weights=WorkWeights(explore=1.0, noise=0.0), seed=seed)
+        assert work.kind == "explore" and work.target.config == CHILD  # its children's runs are its evidence
+
+
+def global_jumps(count: int) -> list[Run]:
+    """Children of the default that each move many things at once, all of them for the worse."""
+    return [
+        Run(bytes([100 + i]) * 32, 100 + i, "a", TRACK, config_hash(apply(default_config("small"), {"depth": 6 + i})),
+            ROOT, {"depth": 6 + i}, "ok", round((2.05 + 0.01 * i) * UBPB), None)
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_a_promising_find_is_re_run_where_changes_seldom_do_nothing():
+    runs = [run(1, ROOT, 2.0, "a"), run(2, ROOT, 2.0, "b"), run(3, ROOT, 2.0, "a"), *global_jumps(24)]
+    runs.append(run(200, CHILD, 1.99, "a"))
+    view = assess(runs, POLICY)[TRACK.key]
+    assert view.prior.null < 0.3 and view.frontier.config == CHILD and not view.frontier.accepted
+    for seed in range(10):
+        work = choose(runs, me="b", weights=WorkWeights(explore=1.0, noise=0.0), seed=seed)
+        assert work.kind == "verify" and work.target.config == CHILD
 
 
 def test_a_claimed_frontier_is_not_run_twice_and_exploration_builds_on_it():
