@@ -244,7 +244,7 @@ def report(results: dict[tuple[str, float], list[RaceResult]], sigma: float, hou
     for mark in hours:
         print(f"\nsigma {sigma}, {mark:g} GPU-hours ({NODES} workers); surrogate's best {best_known:.4f}")
         print(
-            f"{'method':<8}{'true val_bpb':>18}{'claimed':>10}{'bias':>9}{'swarm lead':>20}{'h to near':>11}{'FDR':>7}"
+            f"{'method':<8}{'true val_bpb':>18}{'claimed':>10}{'bias':>9}{'swarm lead':>20}{'h to near':>15}{'FDR':>7}"
         )
         swarm = results.get(("swarm", sigma))
         for method in methods:
@@ -261,7 +261,7 @@ def report(results: dict[tuple[str, float], list[RaceResult]], sigma: float, hou
             accepted = sum(r.accepted for r in rows)
             fdr = f"{sum(r.false for r in rows) / accepted:.1%}" if accepted else ""
             print(f"{method:<8}{true_mean:>10.4f} ±{true_se:.4f}{claim:>10.4f}{claim - true_mean:>+9.4f}{lead:>20}"
-                  f"{near:>11}{fdr:>7}")  # fmt: skip
+                  f"{near:>15}{fdr:>7}")  # fmt: skip
 
 
 def main() -> None:
