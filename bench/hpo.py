@@ -181,9 +181,7 @@ class SimulatedSwarm:
         """One run of ``config``: the landscape's measure, with each config's truth looked up once."""
         if config not in self.failing:
             self.failing[config] = self.landscape.p_fail(_params(self.full[config]))
-        if self.noise.random() < self.failing[config]:
-            return Measurement(None, self.landscape.fail_seconds)
-        return Measurement(self._true(config) + self.noise.normal(0.0, self.sigma), SUCCESS_SECONDS)
+        return self.landscape.draw(self._true(config), self.failing[config], self.noise, self.sigma)
 
 
 @dataclass(frozen=True)

@@ -322,9 +322,13 @@ class Landscape:
 
     def measure(self, params: dict, rng: np.random.Generator, sigma: float) -> Measurement:
         """One run: a failure with probability p_fail, else the true value plus run-to-run noise."""
-        if rng.random() < self.p_fail(params):
+        return self.draw(self.true_bpb(params), self.p_fail(params), rng, sigma)
+
+    def draw(self, true_bpb: float, p_fail: float, rng: np.random.Generator, sigma: float) -> Measurement:
+        """One run of a config whose truth and failure chance the caller already holds."""
+        if rng.random() < p_fail:
             return Measurement(None, self.fail_seconds)
-        return Measurement(self.true_bpb(params) + rng.normal(0.0, sigma), SUCCESS_SECONDS)
+        return Measurement(true_bpb + rng.normal(0.0, sigma), SUCCESS_SECONDS)
 
     def best_known(self) -> float:
         """The lowest true value over every config the data ran successfully within the box."""

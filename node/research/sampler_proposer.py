@@ -14,17 +14,17 @@ optuna is chosen over a hand-written sampler: its TPE is maintained, tested and 
 race in bench/hpo.py compares against (its GP sampler took seconds per point on two cores).
 """
 
+import dataclasses
 import math
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from node.research.agent import AgentContext, Proposal, Proposer, clean_hypothesis
-from node.research.builtin_proposer import DOUBLING_KNOBS, FRACTION_KNOBS, changes_in_words
+from node.research.builtin_proposer import DOUBLING_KNOBS, FRACTION_KNOBS, BuiltinProposer, changes_in_words
 from node.research.model_proposer import ModelProposer
 from node.research.space import SearchSpace
-from protocol.config import KNOB, Value, check_config, config_hash, diff_between
-from protocol.errors import ConfigError
+from protocol.config import KNOB, Value
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -73,17 +73,14 @@ class SamplerProposer:
         return self.fallback.propose(ctx, rng)
 
     def _proposal(self, ctx: AgentContext, params: Mapping[str, Value], finished: int) -> Proposal | None:
-        try:
-            config = check_config({**ctx.best_config, **params})
-        except ConfigError:
-            return None
-        diff = diff_between(ctx.best_config, config)
-        digest = config_hash(config)
-        if not diff or digest in ctx.tried or not ctx.space.allows(config, ctx.best_config):
+        """The proposal for the sampler's point, if the built-in checks accept it (valid, inside the
+        space, a change, untried)."""
+        proposal = BuiltinProposer().accept(ctx, (dict(params), ""))
+        if proposal is None:
             return None
         why = f"{NAME}: a sampler over the search space, from {finished} results, proposes"
-        return Proposal(diff, config, digest, clean_hypothesis(f"{why} {changes_in_words(ctx.best_config, diff)}"),
-                        NAME)  # fmt: skip
+        hypothesis = clean_hypothesis(f"{why} {changes_in_words(ctx.best_config, proposal.diff)}")
+        return dataclasses.replace(proposal, hypothesis=hypothesis, proposer=NAME)
 
 
 def distributions(space: SearchSpace) -> dict[str, "BaseDistribution"]:
