@@ -1,10 +1,8 @@
 """The libp2p host and its GossipSub router, built the one way this project runs them.
 
-TCP only, Noise only (no plaintext, secio or TLS offered), Yamux, and the private-network key
-derived from the swarm file, so a node without the key never completes a handshake.
+TCP only, Noise only (no plaintext, secio or TLS offered), Yamux, and the standard libp2p private
+network (pnet.py) keyed from the swarm file, so a node without the key never completes a handshake.
 """
-
-import hashlib
 
 import multiaddr
 from libp2p import new_host as libp2p_new_host
@@ -17,7 +15,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
-from node.net import libp2p_patches
+from node.net import libp2p_patches, pnet
 from protocol.identity import Identity
 from protocol.records import MAX_RECORD_BYTES
 
@@ -27,11 +25,6 @@ HANDSHAKE_TIMEOUT_S = 5.0
 # A pubsub frame carries one record (or one announcement) plus envelope: refuse anything larger.
 MAX_RPC_BYTES = 4 * MAX_RECORD_BYTES
 HEARTBEAT_S = 1
-
-
-def pnet_key(psk: bytes) -> str:
-    """The 64-hex-digit key libp2p's private network wants, derived so the raw swarm key is used once."""
-    return hashlib.sha256(b"arnode/pnet/1\n" + psk).hexdigest()
 
 
 def build_host(identity: Identity, psk: bytes, listen: str) -> IHost:
@@ -49,7 +42,7 @@ def build_host(identity: Identity, psk: bytes, listen: str) -> IHost:
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_preference="YAMUX",
         listen_addrs=[multiaddr.Multiaddr(listen)],
-        psk=pnet_key(psk),
+        psk=pnet.network_key(psk).hex(),  # the standard pnet: libp2p_patches swaps the library's for ours
         connection_config=timeouts,
     )
     # Our keeper redials on its own schedule; the library's retries only stretch a failed dial.

@@ -1,11 +1,15 @@
 """The keeper: keeps this node connected to the peers it knows, for as long as the node runs.
 
 Bootstrap peers are redialled forever; peers learned from signed address announcements are
-dialled while we have fewer than ``target_peers`` connections, and only while they are members,
+dialled while we have fewer than ``target_peers`` connections to members, and only while they are members,
 at the addresses they signed, of the ordinary kinds (see ``ordinary_addr``) unless the node's
 settings allow any. Each failed dial doubles that
 peer's wait (with jitter, capped), so a dead peer costs a dial every ``max_backoff_s`` and a peer
 that comes back is found again within that time.
+
+Connection slots go to members first: connections from key holders who are not members never
+count towards ``target_peers``, and once this node is a member itself it keeps at most
+``MAX_GUEST_CONNECTIONS`` of them (a joiner waiting for its invite needs one; a flood needs none).
 """
 
 import logging
@@ -28,6 +32,7 @@ log = logging.getLogger("arnode.keeper")
 
 MAX_LEARNED_PEERS = 256
 MAX_ADDRS_PER_PEER = 4
+MAX_GUEST_CONNECTIONS = 4  # connections from key holders who are not members, once we are one
 
 
 @dataclass
@@ -94,6 +99,8 @@ class Keeper:
                 for peer_id in self._due(time.monotonic()):
                     self.known[peer_id].dialing = True
                     nursery.start_soon(self._dial, peer_id)
+                for peer_id in self._surplus_guests():
+                    nursery.start_soon(self._drop, peer_id)
                 await trio.sleep(self.tick_s)
 
     def _remember(self, peer_id: str, addrs: list[str], pinned: bool) -> None:
@@ -117,10 +124,25 @@ class Keeper:
         del self.known[max(learned, key=lambda peer_id: self.known[peer_id].failures)]
         return True
 
+    def _surplus_guests(self) -> list[str]:
+        """Non-member connections past MAX_GUEST_CONNECTIONS, while we are a member (a joiner keeps all)."""
+        if not self.is_member(self.own_id):
+            return []
+        guests = sorted(
+            peer_id
+            for peer_id in self.connected()
+            if not self.is_member(peer_id) and not (peer_id in self.known and self.known[peer_id].pinned)
+        )
+        return random.sample(guests, len(guests) - MAX_GUEST_CONNECTIONS) if len(guests) > MAX_GUEST_CONNECTIONS else []
+
+    async def _drop(self, peer_id: str) -> None:
+        log.debug("dropping %s: not a member, and guest slots are full", peer_id)
+        await self.host.disconnect(ID.from_base58(peer_id))
+
     def _due(self, now: float) -> list[str]:
         connected = self.connected()
         due = []
-        room = self.target_peers - len(connected)
+        room = self.target_peers - sum(1 for peer_id in connected if self.is_member(peer_id))
         for peer_id, peer in list(self.known.items()):
             if not peer.pinned and not peer.dialing and not self.is_member(peer_id):
                 del self.known[peer_id]  # revoked since it announced itself

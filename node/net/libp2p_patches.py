@@ -6,20 +6,24 @@ these patches reach into private names that a new release may move.
 """
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import libp2p
+import libp2p.network.swarm as swarm_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
 import libp2p.pubsub.rpc_queue as rpc_queue_module
+import libp2p.transport.tcp.tcp as tcp_module
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
 from libp2p.pubsub.pubsub import Pubsub
 
 from node.errors import NodeError
+from node.net import pnet
 
 log = logging.getLogger("arnode.libp2p")
 
@@ -45,6 +49,8 @@ def apply() -> None:
     _enlarge_queues()
     _cache_sender_records()
     _tolerate_a_peer_gone_during_teardown()
+    _use_the_standard_pnet()
+    _own_the_listen_port()
     _applied = True
 
 
@@ -55,6 +61,23 @@ def _enlarge_queues() -> None:
     rpc_queue_module.RpcQueue.__init__.__defaults__ = (OUTBOUND_QUEUE_RPCS, *defaults[1:])
     # Failure 3: the subscription channel holds 32 messages; subscribe() reads this module global.
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = SUBSCRIPTION_CHANNEL_MESSAGES
+
+
+def _own_the_listen_port() -> None:
+    # The library sets SO_REUSEPORT on every TCP socket (for hole punching, which we don't do), so a
+    # second daemon asking for a port in use binds it too and the kernel splits incoming
+    # connections between the two, silently. With SO_REUSEADDR alone the second bind fails
+    # (EADDRINUSE) and Swarm.run says so; a restart still rebinds over TIME_WAIT connections.
+    def set_reuse_address(sock: Any) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    tcp_module._set_reuse_flags = set_reuse_address
+
+
+def _use_the_standard_pnet() -> None:
+    # Failure 8: the library's pnet is Salsa20 with an 8-byte nonce, which no other libp2p speaks;
+    # the swarm wraps every raw connection with the name it imported, so that name is replaced.
+    swarm_module.new_protected_conn = pnet.protect
 
 
 def _cache_sender_records() -> None:
