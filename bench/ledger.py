@@ -8,11 +8,31 @@ freshly opened ledger, which reads the track's rows; the query after one more re
 on that track, which runs the acceptance rule again; and a repeated query, served from cache.
 The reference is protocol.records.decode alone on the same records, in the same process.
 
+That tree is shallow. A swarm that follows its frontier grows deep lineages (each exploration starts
+from the config with the best estimate, most changes do nothing, some help, and a lucky child becomes
+the next frontier: 8,000 runs lie about 700 changes deep), and the rule's cost grows with the depth.
+So a second table times one full protocol.acceptance.assess of such a history at each of
+--deep-runs, and the ledger's answers on the largest: its view after one more record arrived
+(against a from-scratch assess of the same runs, which it must equal), and the read commands'
+views (`arnode results`, `best`).
+
+Why one more record costs a whole pass of the rule, not what it changed: a run of a config moves
+that config's message, so every ancestor's (its path to the default) and, through each ancestor's
+pooled evidence, the edge of every sibling along that path; the root's estimate moves, and with it
+every config's; the prior is refitted to all the edges and pools the lineage again. On a
+frontier-following history the path is the whole chain of accepted steps and the siblings are
+nearly every other config, so an exact update touches nearly everything a full pass does, and both
+cost about one round of numpy calls per depth of the lineage. What is cached instead: config
+derivations (parent plus diff, applied and hashed: a pure function, once per ledger), and each
+track's view until that track's runs or the roster change (node/store/views.py).
+
     python -m bench.ledger [--records 100000] [--checkpoints 10000,100000]
+        [--deep-runs 1000,4000,16000,100000] [--repeats 5] [--deep-only]
 """
 
 import argparse
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +40,7 @@ from pathlib import Path
 import msgpack
 
 from node.store.ledger import Ledger
+from protocol.acceptance import TrackView, assess
 from protocol.config import Config, apply, config_hash, default_config, diff_between
 from protocol.identity import Identity
 from protocol.policy import Policy
@@ -91,6 +112,83 @@ def _result(rng: random.Random, authors: list[Identity], config: Config, parent:
     return sign(rng.choice(authors), "result", body, ts_ms)
 
 
+DEEP_SIGMA = 0.002  # bpb of seed noise in the deep history
+DEEP_REPLICATE = 0.25  # share of runs that re-run the frontier instead of exploring from it
+DEEP_CRASH = 0.05
+DEEP_FLOOR = 0.5  # bpb no change gets below: the default's 1.0 bpb is halved at most
+FRONTIER_LEAD = 0.4  # sigmas a child's run must beat its frontier's mean by to become the next frontier
+
+
+def deep_records(count: int, seed: int = 0) -> list[bytes]:
+    """``count`` signed records of one track explored by following its frontier (cached on disk).
+
+    Each run either re-runs the frontier or explores a one-knob change from it: 60% do nothing, 8%
+    help by 0.5-3 sigma (less and less near DEEP_FLOOR), the rest hurt by 1-20 sigma. A child whose
+    run beats the frontier's mean by FRONTIER_LEAD sigma becomes the frontier, so lineages grow deep
+    as in a real swarm.
+    """
+    cache = Path(tempfile.gettempdir()) / f"arnode-bench-deep-{count}-{seed}.msgpack"
+    if cache.exists():
+        return msgpack.unpackb(cache.read_bytes())
+    rng = random.Random(seed)
+    authors = [Identity.from_seed(rng.randbytes(32)) for _ in range(20)]
+    root = default_config("gpu")
+    full, true_bpb = {config_hash(root): root}, {config_hash(root): 1.0}
+    frontier, parents, measured = config_hash(root), {config_hash(root): root}, {config_hash(root): []}
+    raws = []
+    for n in range(count):
+        config = frontier
+        if measured[frontier] and rng.random() >= DEEP_REPLICATE:
+            child = apply(full[frontier], {"logit_softcap": round(1.0 + len(full) * 0.0001, 4)})
+            config = config_hash(child)
+            full[config], parents[config], measured[config] = child, full[frontier], []
+            true_bpb[config] = true_bpb[frontier] + _deep_effect(rng, true_bpb[frontier])
+        raw, value = _deep_result(rng, authors, full[config], parents[config], true_bpb[config], T0 + n * 10)
+        raws.append(raw)
+        if value is not None:
+            measured[config].append(value)
+            known = measured[frontier]
+            if config != frontier and value < sum(known) / len(known) - FRONTIER_LEAD * DEEP_SIGMA:
+                frontier = config
+    cache.write_bytes(msgpack.packb(raws))
+    return raws
+
+
+def _deep_effect(rng: random.Random, parent_bpb: float) -> float:
+    """A change's true effect; gains shrink on the way down to DEEP_FLOOR bpb, as real ones do."""
+    draw = rng.random()
+    if draw < 0.6:
+        return 0.0
+    if draw < 0.68:
+        return -rng.uniform(0.5, 3.0) * DEEP_SIGMA * (parent_bpb - DEEP_FLOOR) / (1.0 - DEEP_FLOOR)
+    return rng.uniform(1.0, 20.0) * DEEP_SIGMA
+
+
+def _deep_result(
+    rng: random.Random, authors: list[Identity], config: Config, parent: Config, mean: float, ts_ms: int
+) -> tuple[bytes, float | None]:
+    """One signed run of ``config`` on the deep history's track, and its val_bpb (None for a crash)."""
+    ok = rng.random() >= DEEP_CRASH
+    value = rng.gauss(mean, DEEP_SIGMA) if ok else None
+    body = {
+        "track": TRACKS[0].to_wire(),
+        "parent": config_hash(parent),
+        "diff": diff_between(parent, config),
+        "config": config_hash(config),
+        "seed": rng.randrange(2**31),
+        "outcome": "ok" if ok else "crash",
+        "val_bpb": round(value * 1_000_000) if ok else None,
+        "metrics": METRICS,
+        "hypothesis": "synthetic run of a frontier-following swarm",
+        "proposer": "builtin",
+        "code": "0" * 64,
+        "log": "1" * 64,
+        "error": "" if ok else "CUDA out of memory",
+        "replicates": None,
+    }
+    return sign(rng.choice(authors), "result", body, ts_ms).raw, value
+
+
 def time_leaderboard(path: Path, extra: bytes) -> tuple[float, float, float]:
     """Seconds for one track's leaderboard: first query on a freshly opened ledger (reads its runs), the
     query after one more record arrived on that track (runs the rule again), and a repeated query."""
@@ -110,15 +208,92 @@ def time_leaderboard(path: Path, extra: bytes) -> tuple[float, float, float]:
     return cold, grown, warm
 
 
+def lineage_depth(view: TrackView) -> int:
+    """How many changes the deepest config on a true lineage lies below its default."""
+    parents = {s.config: s.parent for s in view.leaderboard if s.estimate is not None}
+    depth: dict[str, int] = {}
+    for config in parents:
+        chain = []  # the configs below the nearest one whose depth is known (or a default, at 0)
+        while config not in depth and parents[config] != config:
+            chain.append(config)
+            config = parents[config]
+        known = depth.setdefault(config, 0)
+        for node in reversed(chain):
+            known += 1
+            depth[node] = known
+    return max(depth.values(), default=0)
+
+
+def time_deep(sizes: list[int], repeats: int) -> None:
+    """The deep history: a full assess at each size, then the ledger's views at the largest."""
+    largest = sizes[-1]
+    started = time.perf_counter()
+    raws = deep_records(largest + repeats)
+    print(f"\n{len(raws)} records of a frontier-following history ready in {time.perf_counter() - started:.1f} s")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "ledger.sqlite"
+        with Ledger.open(path, POLICY) as ledger:
+            for start in range(0, largest, 500):
+                ledger.add_many(raws[start : min(start + 500, largest)], now_ms=NOW)
+            key = TRACKS[0].key
+            runs = list(ledger.runs(key))
+        print("\n| runs | lineage depth | one full assess s |")
+        print("| --- | --- | --- |")
+        for size in sizes:
+            started = time.perf_counter()
+            view = assess(runs[:size], POLICY)[key]
+            print(f"| {size:,} | {lineage_depth(view)} | {time.perf_counter() - started:.2f} |")
+        time_views(path, key, raws[largest:])
+
+
+def time_views(path: Path, key: str, extra: list[bytes]) -> None:
+    """The ledger's view of the deep track after each of ``extra`` arrives, against a full assess of
+    the same runs, and the read commands' first view on a freshly opened ledger."""
+    started = time.perf_counter()
+    with Ledger.open(path, POLICY, read_only=True) as ledger:
+        ledger.assess()
+        ledger.best()
+    print(f"\n`arnode results` / `best` views: open the ledger and assess: {time.perf_counter() - started:.2f} s")
+    updates, fulls = [], []
+    with Ledger.open(path, POLICY) as ledger:
+        ledger.view(key)
+        for raw in extra:
+            ledger.add(raw, now_ms=NOW)
+            started = time.perf_counter()
+            view = ledger.view(key)
+            updates.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            full = assess(ledger.runs(key), POLICY)[key]
+            fulls.append(time.perf_counter() - started)
+            if view != full:
+                raise SystemExit("the ledger's view differs from a full assess of the same runs")
+        runs = len(ledger.runs(key))
+    update, full = statistics.median(updates), statistics.median(fulls)
+    print(
+        f"one more record on a track of {runs:,} runs: view updated in"
+        f" {update * 1000:.0f} ms median, a full assess {full * 1000:.0f} ms ({full / update:.1f}x), identical"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--checkpoints", default="10000,100000")
+    parser.add_argument("--deep-runs", default="1000,4000,16000,100000", help="sizes of the deep history to assess")
+    parser.add_argument("--repeats", type=int, default=5, help="records to arrive one by one on the deep track")
+    parser.add_argument("--deep-only", action="store_true", help="skip the shallow insert table")
     args = parser.parse_args()
-    checkpoints = sorted(min(int(n), args.records) for n in args.checkpoints.split(","))
+    if not args.deep_only:
+        time_shallow(args.records, args.checkpoints)
+    time_deep(sorted(int(n) for n in args.deep_runs.split(",")), args.repeats)
+
+
+def time_shallow(records: int, checkpoint_list: str) -> None:
+    """The shallow history: insert rate and one track's leaderboard at each checkpoint."""
+    checkpoints = sorted(min(int(n), records) for n in checkpoint_list.split(","))
 
     started = time.perf_counter()
-    raws = synthetic_records(args.records + 1)  # one more to arrive after the last checkpoint
+    raws = synthetic_records(records + 1)  # one more to arrive after the last checkpoint
     mean_bytes = sum(map(len, raws)) / len(raws)
     print(f"{len(raws)} records ready in {time.perf_counter() - started:.1f} s, {mean_bytes:.0f} bytes each")
 

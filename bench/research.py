@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from node.home import Home
+from node.ledger_reader import LedgerReader
 from node.net.swarm import Swarm
 from node.research.builtin_proposer import BuiltinProposer
 from node.research.loop import ResearchLoop
@@ -37,8 +38,9 @@ async def loop_overhead(runs: int, steps: int, root: Path) -> list[dict]:
     ledger = Ledger.open(home.ledger_file, policy)
     swarm = Swarm(identity, secrets.token_bytes(32), policy, ledger, listen="/ip4/127.0.0.1/tcp/0")
     track = track_for("cpu", policy.dataset, policy.budget_kind, policy.budget)
+    reader = LedgerReader(home.ledger_file, policy)
     research = ResearchLoop(
-        name="cpu", identity=identity, ledger=ledger, swarm=swarm, policy=policy, track=track, device="cpu",
+        name="cpu", identity=identity, reader=reader, swarm=swarm, policy=policy, track=track, device="cpu",
         home=home, proposer=BuiltinProposer(), weights=WorkWeights(), max_experiments=runs,
     )  # fmt: skip
     rows = []
@@ -49,6 +51,7 @@ async def loop_overhead(runs: int, steps: int, root: Path) -> list[dict]:
             metrics = record.body["metrics"]
             rows.append({**research.status.last, "train_ms": metrics["train_ms"], "total_ms": metrics["total_ms"]})
         nursery.cancel_scope.cancel()
+    reader.close()
     ledger.close()
     return rows
 

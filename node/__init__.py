@@ -7,6 +7,7 @@ Subpackages (each ``__init__`` maps its files):
 
 The application, at this level:
     daemon.py     one nursery owning the swarm, the research workers and the control socket
+    ledger_reader.py  the daemon's reads of the ledger (views), on a thread of their own, off the trio thread
     control.py    the local control socket that `arnode status` and `arnode peers` ask
     dashboard.py  the read-only live page (dashboard.html) that `arnode start` serves on 127.0.0.1
     progress.py   the progress picture: every run, and the accepted best over time with its band

@@ -1,31 +1,43 @@
 """The daemon: a services nursery (the swarm, the control socket) around a research nursery (the workers).
 
+Nothing slow runs on the trio thread, which also answers the network: views are read by a
+LedgerReader on its own thread, and `status` shows our track's view as last read, which a task
+reads again whenever the ledger has grown. The trio thread gives up the GIL at every system call
+and, while a view is computed beside it, waits a switch interval to get it back: the daemon
+shortens that interval (GIL_SWITCH_S), or a loop that makes many calls would lag by hundreds of ms.
+A full garbage collection stops every thread for as long as it walks the heap, and at start most of
+the heap is the imported modules, which are never garbage: the daemon freezes them out of it.
+
 Shutdown is designed: the first SIGINT/SIGTERM stops the workers, which end their running
 experiments deliberately (each becomes a 'killed' record, kept and shared); the daemon waits for
 the research nursery to finish, at most STOP_EXPERIMENTS_S, then cancels the services and the host
 closes. A second signal cancels at once. The ledger belongs to the caller, who opens it in a `with`.
 """
 
+import gc
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import trio
 
+from node import report
 from node.clock import now_ms
 from node.control import serve_control
 from node.dashboard import Dashboard, serve_dashboard
 from node.errors import NodeError
 from node.home import Home
+from node.ledger_reader import LedgerReader
 from node.net.swarm import Swarm
 from node.research.llm_proposer import LLMSettings, make_proposer
 from node.research.loop import ResearchLoop
 from node.settings import Settings
 from node.store.ledger import Ledger
+from protocol.acceptance import TrackView
 from protocol.identity import Identity
 from protocol.policy import Policy
 from protocol.records import ROSTER_KINDS, decode
@@ -35,6 +47,11 @@ from trainer.spec import track_for
 log = logging.getLogger("arnode.daemon")
 
 STOP_EXPERIMENTS_S = 30  # how long a deliberate stop waits for the workers to record their kills
+# Views allocate millions of short-lived objects: at Python's (700, 10, 10) a replay of the plot ran
+# a full collection every 1.4 s, each stopping the loop for 0.5 s on 20k records.
+GC_THRESHOLDS = (50_000, 20, 100)
+GIL_SWITCH_S = 0.001  # Python's default 0.005 let a busy reader thread lag the loop by 260 ms (p99), 1 ms by 28
+VIEW_POLL_S = 0.5  # how often the status view checks whether the ledger has grown
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,8 @@ class Daemon:
         self.home, self.identity, self.policy, self.options, self.ledger = home, identity, policy, options, ledger
         self.started = time.time()
         self.dashboard_url: str | None = None
+        self.reader = LedgerReader(ledger.path, policy)
+        self._view: tuple[int, TrackView | None] = (-1, None)  # (ledger size it was read at, our track's view)
         self.track = track_for(options.device, policy.dataset, policy.budget_kind, policy.budget, policy.eval_version)
         self.swarm = Swarm(
             identity,
@@ -80,7 +99,7 @@ class Daemon:
             ResearchLoop(
                 name=name,
                 identity=identity,
-                ledger=self.ledger,
+                reader=self.reader,
                 swarm=self.swarm,
                 policy=policy,
                 track=self.track,
@@ -97,12 +116,27 @@ class Daemon:
 
     async def run(self) -> None:
         """Serve until the first signal, then stop the workers and wait for them, within a deadline."""
+        switch_s = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        gc.freeze()  # 170k objects after the imports: they made each full collection 300 ms longer
+        try:
+            await self._serve()
+        finally:
+            self.reader.close()
+            sys.setswitchinterval(switch_s)
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
+
+    async def _serve(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as services:
                 await services.start(self.swarm.run)
                 await services.start(serve_control, self.home.control_socket, self.control_handlers())
+                services.start_soon(self._follow_view)
                 if self.options.dashboard:
-                    dashboard = Dashboard(self.ledger, {"status": self.status, "peers": self.swarm.peers})  # read-only
+                    dashboard = Dashboard(self.reader, {"status": self.status, "peers": self.swarm.peers})  # read-only
                     self.dashboard_url = await services.start(serve_dashboard, dashboard, *self.options.dashboard)
                 log.info("node %s on swarm %s, track %s", self.identity.peer_id, self.policy.swarm_id, self.track.key)
                 if not self.ledger.is_member(self.identity.peer_id):
@@ -154,10 +188,17 @@ class Daemon:
         self.swarm.publish_nowait(found)
         return found.hex_id
 
+    async def _follow_view(self) -> None:
+        """Keep our track's view for `status` as fresh as the ledger, read on the reader's thread."""
+        while True:
+            count = len(self.ledger)
+            if count != self._view[0]:
+                self._view = (count, await self.reader.read(Ledger.view, self.track.key))
+            await trio.sleep(VIEW_POLL_S)
+
     def status(self) -> dict[str, Any]:
-        views = self.ledger.assess()
-        view = views.get(self.track.key)
-        best = view.best if view else None
+        """What `arnode status` shows: instant, from memory; the best as of the last view read."""
+        view = self._view[1]
         return {
             "peer_id": self.identity.peer_id,
             "swarm": self.policy.swarm_id,
@@ -166,7 +207,7 @@ class Daemon:
             "peers": len(self.swarm.peers()),
             "gossip": dict(self.swarm.counters),  # the validators' verdicts: accepted, held, invalid, ...
             "records": len(self.ledger),
-            "best": {"config": best.config, "val_bpb": best.evidence_mean, "runs": best.runs} if best else None,
+            "best": report.best_brief(view),
             "workers": [research.describe() for research in self.loops],
             "listen": self.swarm.listen_addrs(),
             "dashboard": self.dashboard_url,
@@ -183,15 +224,6 @@ async def _cancel_on_next_signal(signals: Any, scope: trio.CancelScope) -> None:
     signum = await _next_signal(signals)
     log.warning("%s again: stopping at once, without waiting for the experiments", signal.Signals(signum).name)
     scope.cancel()
-
-
-def bootstrap_sources(explicit: str | None, settings: Settings, home: Home) -> list[Path]:
-    """Where bootstrap peers come from: --bootstrap, the config, else ./bootstrap_peers.txt and the home's."""
-    if explicit:
-        return [Path(explicit)]
-    if settings.bootstrap_file:
-        return [Path(settings.bootstrap_file).expanduser()]
-    return [path for path in (Path("bootstrap_peers.txt"), home.config_dir / "bootstrap_peers.txt") if path.exists()]
 
 
 def workers_for(device: str, gpus: str) -> list[tuple[str, dict[str, str] | None]]:

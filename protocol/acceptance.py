@@ -110,6 +110,9 @@ class ConfigStats:
     estimate: float | None = None  # posterior mean of its true bpb, from its lineage's runs
     confidence: float | None = None  # posterior probability its evidence beats its reference's
     helps: float | None = None  # posterior probability its change lowered val_bpb, from all its lineage's runs
+    null: float | None = None  # posterior probability its change did nothing, from all its lineage's runs
+    # its subtree's lead over its parent's other runs (bpb) and the lead's variance: what ``helps`` and ``null`` weigh
+    change_lead: tuple[float, float] | None = None
     # its evidence's lead over its reference's (bpb), and the variances of the two sides
     lead: tuple[float, float, float] | None = None
     pooled_runs: int = 0  # ok runs of its null cluster (itself and descendants whose change did nothing)
@@ -264,7 +267,9 @@ def _clipped(runs: list[Run], policy: Policy) -> list[Run]:
     reach = policy.clip_floors * policy.sigma_floor_ubpb
     low, high = math.ceil(median - reach), math.floor(median + reach)
     return [
-        dataclasses.replace(run, val_bpb_ubpb=min(max(run.val_bpb_ubpb, low), high)) if run.outcome == "ok" else run
+        dataclasses.replace(run, val_bpb_ubpb=min(max(run.val_bpb_ubpb, low), high))
+        if run.outcome == "ok" and not low <= run.val_bpb_ubpb <= high
+        else run  # most runs lie within the bounds: kept as they are
         for run in runs
     ]
 
@@ -318,7 +323,7 @@ def _config_stats(config: str, runs: list[Run], links: Lineage, policy: Policy) 
 def _mean(runs: list[Run]) -> float | None:
     if not runs:
         return None
-    return float(Fraction(sum(run.val_bpb_ubpb for run in runs), len(runs) * UBPB))
+    return sum(run.val_bpb_ubpb for run in runs) / (len(runs) * UBPB)  # int division: correctly rounded
 
 
 def _pooled(
@@ -326,25 +331,20 @@ def _pooled(
 ) -> tuple[dict[str, Node], Prior]:
     """The lineage pooled twice: once under the starting prior to measure the track's edges, then
     under the prior fitted to them."""
-
-    def nodes() -> dict[str, Node]:
-        return {
-            config: Node(
-                [(run.val_bpb_ubpb / UBPB, run.author) for run in by_config[config] if run.outcome == "ok"],
-                None if stats[config].is_default else stats[config].parent,
-                discovery=not stats[config].is_default,
-                knobs=len(stats[config].diff),
-            )
-            for config in order
-        }
-
-    first = nodes()
-    pool(first, order, sigma, Prior.starting(sigma))
-    edges = [first[config] for config in order if first[config].lead is not None]
+    nodes = {
+        config: Node(
+            [(run.val_bpb_ubpb / UBPB, run.author) for run in by_config[config] if run.outcome == "ok"],
+            None if stats[config].is_default else stats[config].parent,
+            discovery=not stats[config].is_default,
+            knobs=len(stats[config].diff),
+        )
+        for config in order
+    }
+    pool(nodes, order, sigma, Prior.starting(sigma), leads_only=True)
+    edges = [nodes[config] for config in order if nodes[config].lead is not None]
     prior = fit_prior([node.lead for node in edges], sigma, [node.knobs for node in edges])
-    second = nodes()
-    pool(second, order, sigma, prior)
-    return second, prior
+    pool(nodes, order, sigma, prior)
+    return nodes, prior
 
 
 def _lineage_order(stats: Mapping[str, ConfigStats]) -> list[str]:
@@ -403,7 +403,7 @@ def _tested(
             s, node = stats[config], nodes[config]
             above = None if s.is_default else way[s.parent]
             if above is None:
-                accepted = s.is_default and _verified(node, policy)
+                accepted = s.is_default and _verified(sum(node.cluster.values()), len(node.evidence_authors), policy)
                 tests[config] = Test(None, accepted=accepted)
                 way[config] = (config, config) if accepted else None
                 continue
@@ -449,9 +449,8 @@ def accepts(confidence: float | None, pooled_runs: int, evidence_authors: int, p
     return confidence >= (ACCEPT_POSTERIOR if pooled_runs >= policy.min_runs else ACCEPT_EARLY_POSTERIOR)
 
 
-def _verified(node: Node, policy: Policy) -> bool:
-    pooled_runs = sum(node.cluster.values())
-    return pooled_runs >= policy.min_runs and len(node.evidence_authors) >= policy.min_authors
+def _verified(pooled_runs: int, evidence_authors: int, policy: Policy) -> bool:
+    return pooled_runs >= policy.min_runs and evidence_authors >= policy.min_authors
 
 
 def _with_evidence(stats: ConfigStats, node: Node | None, test: Test | None, policy: Policy) -> ConfigStats:
@@ -459,19 +458,21 @@ def _with_evidence(stats: ConfigStats, node: Node | None, test: Test | None, pol
     if node is None or test is None:  # not on a true lineage: its own runs only, never accepted
         return stats
     evidence = node.evidence_authors
-    evidence_runs = sum(evidence.values())
+    evidence_runs, pooled_runs = sum(evidence.values()), sum(node.cluster.values())
     return dataclasses.replace(
         stats,
         evidence_runs=evidence_runs,
         evidence_mean=node.evidence.mean if evidence_runs else None,
-        verified=_verified(node, policy),
+        verified=_verified(pooled_runs, len(evidence), policy),
         accepted=test.accepted,
         reference=test.reference,
         estimate=node.estimate,
         confidence=test.confidence,
         helps=node.edge.helps if node.edge else None,
+        null=node.edge.null if node.edge else None,
+        change_lead=node.lead,
         lead=test.lead,
-        pooled_runs=sum(node.cluster.values()),
+        pooled_runs=pooled_runs,
         evidence_contributors=frozenset(evidence),
     )
 

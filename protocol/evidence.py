@@ -18,11 +18,14 @@ config its posterior mean (``estimate``): its parent's estimate plus its change'
 so a lone lucky run is shrunk by the prior, not by a fixed factor.
 
 Posteriors are computed for many edges at once (numpy arrays): a whole depth of the lineage per
-call, so a track of thousands of configs costs milliseconds. Pure and deterministic: every sum runs
+call, so the cost grows with the lineage's depth more than with its configs: a shallow track of
+thousands of configs costs milliseconds, a frontier-following one thousands of changes deep costs
+seconds (bench/ledger.py). Pure and deterministic: every sum runs
 in a fixed order, so nodes on the same numpy build get the same floats (across builds the last bit
 of exp and log may differ, which can only move a verdict that sits within rounding of its threshold).
 """
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -77,9 +80,6 @@ class Edges:
     helps: np.ndarray
     effect: np.ndarray
 
-    def __getitem__(self, i: int) -> Edge:
-        return Edge(float(self.null[i]), float(self.helps[i]), float(self.effect[i]))
-
 
 @dataclass
 class Message:
@@ -107,7 +107,7 @@ class Message:
         return self.precision >= EMPTY / sigma**2
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per track, made twice per view: slots halve their cost
 class Node:
     """One config in the pooling pass: its own runs (bpb, author), the first being its discovery."""
 
@@ -141,9 +141,13 @@ def edge_posterior(
     """The posteriors of changes of ``knobs`` knobs each (default one) after measured ``leads`` (child
     minus parent, bpb) of ``variances``."""
     leads, variances = np.asarray(leads, dtype=float), np.asarray(variances, dtype=float)
-    shares = prior.shares(np.ones(leads.size) if knobs is None else np.asarray(knobs, dtype=float))
+    if not leads.size:  # a depth of the lineage with nothing to weigh: the arithmetic would cost as much
+        return Edges(np.empty(0), np.empty(0), np.empty(0))
+    knobs = np.ones(leads.size) if knobs is None else np.asarray(knobs, dtype=float)
+    log_shares = _log_shares if leads.size <= SMALL_CALL else _log_shares.__wrapped__  # large: fitting, uncached
+    log_null, log_moved = log_shares(prior, tuple(knobs.tolist()))
     # rows: the gain's half-normal, then the harm's
-    signs, scales = np.array([[-1.0], [1.0]]), np.array([[prior.help_scale], [prior.hurt_scale]]) ** 2
+    signs, scales = _SIGNS, np.array([[prior.help_scale], [prior.hurt_scale]]) ** 2
     totals = variances + scales
     shrunk_means, shrunk_sds = leads * (scales / totals), np.sqrt(variances * scales / totals)
     # each half-normal's mass on its side, after the lead: skew-normal marginal and truncated posterior
@@ -151,12 +155,26 @@ def edge_posterior(
     log_mass = _log_phi_cdf(z)
     means = shrunk_means + signs * shrunk_sds * np.exp(_log_phi_pdf(z) - log_mass)
     logs = np.empty((3, leads.size))
-    with np.errstate(divide="ignore"):  # a share of 0 (a null share underflowing) is a log of -inf: never
-        logs[0] = np.log(shares[0]) + _log_normal(leads, variances)
-        logs[1:] = np.log(2 * shares[1:]) + _log_normal(leads, totals) + log_mass
+    logs[0] = log_null + _log_normal(leads, variances)
+    logs[1:] = log_moved + _log_normal(leads, totals) + log_mass
     weights = np.exp(logs - logs.max(axis=0))
     weights /= weights.sum(axis=0)
     return Edges(weights[0], weights[1], (weights[1:] * means).sum(axis=0))
+
+
+_SIGNS = np.array([[-1.0], [1.0]])  # edge_posterior's rows: the gain's side, then the harm's
+SMALL_CALL = 64  # edges in a call whose log shares are cached: a pass over a lineage makes thousands of small calls
+
+
+@functools.lru_cache(maxsize=1024)
+def _log_shares(prior: Prior, knobs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The logs of the null share and of twice the gain's and the harm's shares (read-only arrays):
+    a pass over a lineage weighs the same few knob counts under one prior again and again."""
+    shares = prior.shares(np.array(knobs))
+    with np.errstate(divide="ignore"):  # a share of 0 (a null share underflowing) is a log of -inf: never
+        log_null, log_moved = np.log(shares[0]), np.log(2 * shares[1:])
+    log_null.flags.writeable = log_moved.flags.writeable = False
+    return log_null, log_moved
 
 
 def fit_prior(leads: Sequence[tuple[float, float]], sigma: float, knobs: Sequence[int] | None = None) -> Prior:
@@ -184,14 +202,23 @@ def fit_prior(leads: Sequence[tuple[float, float]], sigma: float, knobs: Sequenc
     return prior
 
 
-def pool(nodes: Mapping[str, Node], order: Sequence[str], sigma: float, prior: Prior) -> None:
-    """Fill in every node's messages, edge, pooled authors and estimate; ``order`` puts parents first."""
+def pool(nodes: Mapping[str, Node], order: Sequence[str], sigma: float, prior: Prior, leads_only: bool = False) -> None:
+    """Fill in every node's messages, edge, pooled authors and estimate; ``order`` puts parents first.
+    What an earlier pool filled in is replaced, so the same nodes may be pooled again under another prior.
+
+    ``leads_only``: only the messages, edges and leads, all that fitting the prior to the edges reads.
+    """
+    for config in order:
+        node = nodes[config]
+        node.children, node.edge, node.weight, node.lead, node.estimate = [], None, 0.0, None, None
     for config in order:
         parent = nodes[config].parent
         if parent is not None:
             nodes[parent].children.append(config)
     for level in reversed(depths(nodes, order)):
-        _gather([nodes[config] for config in level], nodes, sigma, prior)
+        _gather([nodes[config] for config in level], nodes, sigma, prior, leads_only)
+    if leads_only:
+        return
     for config in order:
         node = nodes[config]
         if node.parent is None:
@@ -213,50 +240,60 @@ def depths(nodes: Mapping[str, Node], order: Sequence[str]) -> list[list[str]]:
     return [levels[d] for d in range(len(levels))]
 
 
-def _gather(level: list[Node], nodes: Mapping[str, Node], sigma: float, prior: Prior) -> None:
+def _gather(level: list[Node], nodes: Mapping[str, Node], sigma: float, prior: Prior, leads_only: bool) -> None:
     """Each node's messages from its own runs and its children's, each child weighted by its null posterior."""
-    owns = [Message(len(node.runs) / sigma**2, sum(value for value, _ in node.runs) / sigma**2) for node in level]
-    pairs = [
-        (own, node, nodes[child])
-        for own, node in zip(owns, level, strict=True)
-        for child in node.children
-        if nodes[child].subtree.precision
-    ]
-    # first against the node's own runs alone, then against its own runs and the other children
+    variance = sigma**2
+    owns = [Message(len(node.runs) / variance, sum(value for value, _ in node.runs) / variance) for node in level]
+    pairs = []  # per measured child: its parent's own runs, the parent's gathering and the child
+    for own, node in zip(owns, level, strict=True):
+        gathered = Message(own.precision, own.total)  # its own runs, then each child's weighted subtree
+        pairs += [(own, gathered, nodes[child]) for child in node.children if nodes[child].subtree.precision]
+    if pairs:
+        _weigh_children(pairs, sigma, prior)
+    for own, node in zip(owns, level, strict=True):
+        _collect(node, own, nodes, sigma, prior, leads_only)
+
+
+def _weigh_children(pairs: list[tuple[Message, Message, Node]], sigma: float, prior: Prior) -> None:
+    """Each child's edge, tested first against its parent's own runs alone, then against its parent's
+    own runs and the other children, each weighted by the first test's null posterior."""
     against_own = [(own, child) for own, _, child in pairs if own.precision]
     first = edge_posterior(
         [child.subtree.mean - own.mean for own, child in against_own],
         [child.subtree.variance + own.variance for own, child in against_own],
         prior,
         [child.knobs for _, child in against_own],
-    )
-    nulls = dict(zip((id(child) for _, child in against_own), first.null.tolist(), strict=True))
-    nulls.update((id(child), _null_share(prior, child)) for _, _, child in pairs if id(child) not in nulls)
-    gathered = {id(node): Message(own.precision, own.total) for own, node in zip(owns, level, strict=True)}
-    for _, node, child in pairs:
-        gathered[id(node)].add(child.subtree, nulls[id(child)])
+    ).null.tolist()
+    nulls = iter(first)
+    weights = [next(nulls) if own.precision else _null_share(prior, child) for own, _, child in pairs]
+    for (_, gathered, child), null in zip(pairs, weights, strict=True):
+        gathered.add(child.subtree, null)
     tested = []
-    for _, node, child in pairs:
-        others = gathered[id(node)].without(child.subtree, nulls[id(child)])
+    for (_, gathered, child), null in zip(pairs, weights, strict=True):
+        others = gathered.without(child.subtree, null)
         if others.holds_runs(sigma):
             child.lead = (child.subtree.mean - others.mean, child.subtree.variance + others.variance)
             tested.append(child)
     edges = edge_posterior([c.lead[0] for c in tested], [c.lead[1] for c in tested], prior, [c.knobs for c in tested])
-    for i, child in enumerate(tested):
-        child.edge = edges[i]
-    for own, node in zip(owns, level, strict=True):
-        _collect(node, own, nodes, sigma, prior)
+    for child, null, helps, effect in zip(
+        tested, edges.null.tolist(), edges.helps.tolist(), edges.effect.tolist(), strict=True
+    ):
+        child.edge = Edge(null, helps, effect)
 
 
-def _collect(node: Node, own: Message, nodes: Mapping[str, Node], sigma: float, prior: Prior) -> None:
-    """A node's subtree, cluster and evidence, once its children's edges are known."""
+def _collect(node: Node, own: Message, nodes: Mapping[str, Node], sigma: float, prior: Prior, leads_only: bool) -> None:
+    """A node's subtree, cluster and evidence (only its subtree if ``leads_only``), once its children's
+    edges are known."""
     node.subtree = Message(own.precision, own.total)
-    node.cluster = Counter(author for _, author in node.runs)
+    if not leads_only:
+        node.cluster = Counter(author for _, author in node.runs)
     for child in (nodes[c] for c in node.children if nodes[c].subtree.precision):
         child.weight = null = child.edge.null if child.edge else _null_share(prior, child)
         node.subtree.add(child.subtree, null)
-        if null > NULL_EDGE:
+        if null > NULL_EDGE and not leads_only:
             node.cluster.update(child.cluster)  # a child's discovery is fresh evidence for its parent
+    if leads_only:
+        return
     node.evidence = node.subtree
     if node.discovery and node.runs:
         node.evidence = node.subtree.without(Message(1 / sigma**2, node.runs[0][0] / sigma**2))
@@ -281,5 +318,7 @@ _erfc = np.frompyfunc(math.erfc, 1, 1)  # numpy has no erfc; the standard librar
 def _log_phi_cdf(z: np.ndarray) -> np.ndarray:
     """log of the standard normal CDF, accurate far into the lower tail."""
     tail = z < MILLS_BELOW
+    if not tail.any():  # the usual case, and the same values as below without the selections
+        return np.log(0.5 * _erfc(-z / math.sqrt(2)).astype(float))
     body = np.log(0.5 * _erfc(-np.where(tail, 0.0, z) / math.sqrt(2)).astype(float))
     return np.where(tail, _log_phi_pdf(z) - np.log(np.where(tail, -z, 1.0)), body)

@@ -9,6 +9,7 @@ from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 
 RECEIVE_BYTES = 64 * 1024
+CLOSE_TIMEOUT_S = 1.0  # a close or reset that takes longer is given up (the shielded wait is bounded)
 
 
 class NetStreamAdapter:
@@ -37,16 +38,22 @@ class NetStreamAdapter:
             raise trio.BrokenResourceError(f"stream broke: {type(err).__name__}") from err
 
     async def aclose(self) -> None:
-        """Release the stream whatever state it is in; never raises."""
-        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+        """Close the stream gracefully; if that fails or hangs, reset it, so the peer never waits on a
+        stream we have left. Never raises."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                try:
+                    await self.stream.close()
+                    return
+                except Exception:  # the stream or its connection is already broken: reset what is left
+                    pass
+            await self.reset()
+
+    async def reset(self) -> None:
+        """Abort the stream both ways at once (the peer's next read fails): for a peer that broke the protocol.
+        Never raises."""
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
             try:
-                await self.stream.close()
-            except Exception:
-                await _quiet_reset(self.stream)
-
-
-async def _quiet_reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        return
+                await self.stream.reset()
+            except Exception:  # the connection is gone: nothing is left to reset
+                return

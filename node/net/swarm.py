@@ -1,16 +1,18 @@
 """The swarm: this node's libp2p host, gossip, sync and peer keeping, under one trio nursery.
 
-Records reach the ledger by two paths, each judged once by the swarm's Intake (decode, verify,
-policy) and stored once with ``Ledger.insert``: GossipSub (fast, lossy) and anti-entropy sync
-(slow, complete). Gossip's validator only judges: it runs synchronously inside the library, rejects
-and never raises (bad bytes, other swarms, replays, non-members, authors over their rate), and hands each
-accepted record to the one task that stores gossip (``_store_gossip``), in batches. A record that
-gossip drops for any reason still arrives by sync, which runs on every new connection and every
-``sync_interval_s`` with a random peer. Our own records are signed by us, so they are stored
-without verifying them again.
+Records reach the ledger by two paths, each through the swarm's one gate (node/store/gate.py:
+judged, decided and stored once, with the same per-member limits): GossipSub (fast, lossy) and
+anti-entropy sync (slow, complete). Gossip's validator asks the gate to admit each record: it
+runs synchronously inside the library, rejects and never raises (bad bytes, other swarms,
+replays, non-members, members over their share), and hands each admitted record to the one task
+that stores gossip (``_store_gossip``), in batches. A record that gossip drops for any other
+reason still arrives by sync, which runs on every new connection and every ``sync_interval_s``
+with a random peer. Our own records are signed by us, so the gate decides them without verifying
+them again.
 
 Insiders are members too, so every limit is per member, and a peer that keeps sending invalid
 data (records, announcements, sync sessions) is disconnected and ignored for a while (PeerScore).
+A sync session that a peer breaks is reset, one that ends otherwise is closed.
 Inbound sync sessions are served only to members, at most one per peer and MAX_INBOUND_SYNCS in
 all, and no more often than a per-peer rate.
 
@@ -43,22 +45,19 @@ from node.net.libp2p_patches import OUTBOUND_QUEUE_RPCS
 from node.net.netstream import NetStreamAdapter
 from node.net.peerscore import PeerScore
 from node.net.ratelimit import RateLimiter
-from node.store.intake import Intake
+from node.store.gate import Gate
 from node.store.ledger import Ledger
+from node.store.members import LIMITS, Limits
 from protocol import announce
 from protocol.announce import Claim
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.policy import Policy
-from protocol.records import MAX_RECORD_BYTES, Record
+from protocol.records import Record
 from protocol.roster import NotAdmitted
 
 log = logging.getLogger("arnode.swarm")
 
-# Gossip per author: a node finishes an experiment every few minutes, so 50 records/s with a
-# burst of 500 only ever stops a flood (or a replay of someone's history); sync delivers the rest.
-AUTHOR_RATE_PER_S = 50.0
-AUTHOR_BURST = 500.0
 ANNOUNCE_RATE_PER_S = 2.0
 ANNOUNCE_BURST = 20.0
 # Publishing: at most this many records a second from this node, and never into a peer queue
@@ -87,7 +86,7 @@ class Swarm:
         sync_interval_s: float = 30.0,
         announce_interval_s: float = 10.0,
         on_record: Callable[[Record, str], None] | None = None,
-        author_rate: tuple[float, float] = (AUTHOR_RATE_PER_S, AUTHOR_BURST),
+        limits: Limits = LIMITS,
         max_backoff_s: float = 30.0,
         dial_any_address: bool = False,
     ) -> None:
@@ -112,7 +111,6 @@ class Swarm:
             self.keeper.add_bootstrap(addr)
         self.claims = ClaimBook()
         self.announce_topic = f"/arnode/{policy.swarm_id}/announce/1"
-        self._author_limit = RateLimiter(*author_rate)
         self._announce_limit = RateLimiter(ANNOUNCE_RATE_PER_S, ANNOUNCE_BURST)
         self._latest_addrs: dict[str, int] = {}  # author -> ts_ms of the newest addrs we took
         self._since: dict[str, float] = {}  # peer -> wall-clock time its connection opened
@@ -122,7 +120,7 @@ class Swarm:
         self.counters: Counter[str] = Counter()  # what the validators decided, for status and tests
         self._syncing: set[str] = set()
         self._sync_slots = trio.Semaphore(MAX_PARALLEL_SYNCS)
-        self.intake = Intake(policy)  # the pool that verifies sync batches on every core
+        self.gate = Gate(ledger, limits=limits)  # every record in; its workers verify sync batches on every core
         self._gossip_send, self._gossip_receive = trio.open_memory_channel[Record](GOSSIP_STORE_QUEUE)
         self._serving: set[str] = set()  # peers whose sync session we are serving now
         self._inbound_sync_limit = RateLimiter(INBOUND_SYNC_PER_S, INBOUND_SYNC_BURST)
@@ -167,7 +165,7 @@ class Swarm:
                     task_status.started()
             finally:
                 log.info("closing the host")
-                self.intake.close()
+                self.gate.close()
 
     def listen_addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>; a wildcard becomes this machine's IPs."""
@@ -201,18 +199,16 @@ class Swarm:
     # --- publishing ---
 
     async def publish(self, record: Record) -> None:
-        """Store our record (made by ``sign``: checked, not verified again), then queue it for gossip.
-
-        NotAdmitted when the ledger refuses it: this node is not a member (yet) or is over its quota.
+        """Store our record through the gate (made by ``sign``: decided, not verified again), then queue it
+        for gossip. NotAdmitted when the gate refuses it: this node is not a member (yet) or over its share.
         """
-        _added, refused = self.ledger.insert([record])
-        if refused:
-            raise NotAdmitted(refused[record.id])
+        self.gate.add_record(record)
         await self._publish_send.send((self.policy.topic, record.raw))
 
     def publish_nowait(self, record: Record) -> None:
-        """``publish`` for callers outside trio's async code (the control socket); NodeError when the queue is full."""
-        self.ledger.add(record.raw)
+        """``publish`` for callers outside trio's async code (the control socket), for a record already
+        verified; NodeError when the queue is full."""
+        self.gate.add_record(record, source="the control socket")
         try:
             self._publish_send.send_nowait((self.policy.topic, record.raw))
         except trio.WouldBlock:
@@ -260,11 +256,9 @@ class Swarm:
     def _validate_record(self, forwarder: ID, msg: Any) -> bool:
         try:
             verdict = self._judge_record(str(forwarder), msg.data)
-        except NotAdmitted as err:  # valid, but not a member's (yet): no fault of the forwarder's
-            log.debug("gossip from %s refused: %s", forwarder, err)
-            verdict = "refused"
-        except (ProtocolError, ValueError) as err:
-            log.info("gossip from %s rejected: %s", forwarder, err)
+        except NotAdmitted:  # valid, but not a member's (yet) or over its share: no fault of the forwarder's
+            verdict = "refused"  # the gate logged it
+        except (ProtocolError, ValueError) as err:  # the gate logged it
             self._penalise(str(forwarder), str(err))
             verdict = "invalid"
         except Exception as err:  # a bug or a full disk must cost one message, not the node
@@ -274,26 +268,19 @@ class Swarm:
         return verdict in ("accepted", "own")
 
     def _judge_record(self, forwarder: str, data: bytes) -> str:
-        if len(data) > MAX_RECORD_BYTES:
-            raise ValueError(f"{len(data)} bytes is over the record cap")
+        """What gossip does with one message: each check once, in the gate, before it is forwarded."""
         if forwarder == self.peer_id:
             return "own"  # our own publish: stored before it was queued
-        record = self.intake.admit(data, now_ms())
-        if self.ledger.has(record.id):
-            log.debug("gossip from %s: %s already held, not forwarded", forwarder, record.hex_id[:12])
+        if self._gossip_send.statistics().current_buffer_used >= GOSSIP_STORE_QUEUE:
+            return "busy"  # storing lags behind a burst: not judged or forwarded now, sync brings it
+        record = self.gate.admit(data, now_ms(), source=f"gossip from {forwarder}")
+        if record is None:
             return "held"
-        self.ledger.check_author(record)
-        if not self._author_limit.allow(record.author):
-            log.info("gossip from %s: author %s over its rate; sync will bring it", forwarder, record.author)
-            return "rate_limited"
-        try:
-            self._gossip_send.send_nowait(record)
-        except trio.WouldBlock:
-            return "busy"  # storing lags behind a burst: not forwarded now, sync brings it
+        self._gossip_send.send_nowait(record)  # room was checked above, and nothing ran since
         return "accepted"
 
     async def _store_gossip(self) -> None:
-        """The one consumer of what gossip's validator accepted: stored in batches, one transaction each."""
+        """The one consumer of what gossip's validator admitted: stored in batches, one transaction each."""
         async for record in self._gossip_receive:
             batch = [record]
             while len(batch) < GOSSIP_STORE_QUEUE:
@@ -301,8 +288,7 @@ class Swarm:
                     batch.append(self._gossip_receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            added, _refused = self.ledger.insert(batch)  # refused: the roster changed since it was judged
-            self._notify(added, "gossip")
+            self._notify(self.gate.store_admitted(batch), "gossip")
 
     def _validate_announcement(self, forwarder: ID, msg: Any) -> bool:
         try:
@@ -353,13 +339,10 @@ class Swarm:
             return
         self._serving.add(peer)
         try:
-            report = await self._reconcile(adapter, initiator=False)
+            report = await self._reconcile(adapter, peer, initiator=False)
         finally:
             self._serving.discard(peer)
-            await adapter.aclose()
         _log_sync(peer, report)
-        if report.peer_fault:
-            self._penalise(peer, report.reason)
 
     def _sync_refusal(self, peer: str) -> str:
         """Why we will not serve ``peer`` a sync session now; empty if we will."""
@@ -390,27 +373,30 @@ class Swarm:
                         log.info("sync with %s: no stream (%s: %s)", peer, type(err).__name__, str(err)[:200])
                 if stream is None:
                     return None
-                adapter = NetStreamAdapter(stream)
-                try:
-                    report = await self._reconcile(adapter, initiator=True)
-                finally:
-                    await adapter.aclose()
+                report = await self._reconcile(NetStreamAdapter(stream), peer, initiator=True)
                 _log_sync(peer, report)
-                if report.peer_fault:
-                    self._penalise(peer, report.reason)
                 return report
         finally:
             self._syncing.discard(peer)
 
-    async def _reconcile(self, stream: NetStreamAdapter, initiator: bool) -> sync.SyncReport:
-        return await sync.reconcile(
-            stream,
-            self.ledger,
-            initiator=initiator,
-            deadline_s=SYNC_DEADLINE_S,
-            intake=self.intake,
-            on_added=lambda records: self._notify(records, "sync"),
-        )
+    async def _reconcile(self, stream: NetStreamAdapter, peer: str, initiator: bool) -> sync.SyncReport:
+        """One session with ``peer``, then the stream ended: reset if the peer broke the protocol (and a
+        point against it), else closed; whatever happened, the stream is released."""
+        report = None
+        try:
+            report = await sync.reconcile(
+                stream,
+                self.gate,
+                initiator=initiator,
+                deadline_s=SYNC_DEADLINE_S,
+                peer=peer,
+                on_added=lambda records: self._notify(records, "sync"),
+            )
+        finally:
+            await (stream.reset() if report is not None and report.peer_fault else stream.aclose())
+        if report.peer_fault:
+            self._penalise(peer, report.reason)
+        return report
 
     async def _sync_sessions(self) -> None:
         """The nursery every outbound sync session runs in, started as new connections and the timer ask."""

@@ -15,10 +15,13 @@ Messages are msgpack arrays whose first item names them; the session opens with 
 check. Every message is size-capped and checked field by field; rounds, ranges and wants are
 capped too, and the whole session has a deadline. A responder reads a valid ``hello`` before it
 touches its index, and every session shares the ledger's one immutable index, so a session
-costs little more than its buffers. Records that are valid but do not count (their author is
-not a member, or over its quota) are refused without ending the session: two honest nodes may
-briefly disagree on the roster. A misbehaving peer ends only its session:
-``reconcile`` reports why and never raises for it. Our ledger only ever gains valid records.
+costs little more than its buffers. Received records go through the gate (node/store/gate.py)
+like every other record: judged on its workers while the next batches are read, then decided
+and stored. Records that are valid but do not count (their author is not a member, or over its
+share) are refused without ending the session: two honest nodes may briefly disagree on the
+roster. A misbehaving peer ends only its session: ``reconcile`` reports why (``peer_fault``) and
+never raises for it, and the caller resets the stream rather than closing it, so the peer's
+reads fail at once instead of waiting for its deadline. Our ledger only ever gains valid records.
 
 The stream is anything with trio's HalfCloseableStream methods (``receive_some``, ``send_all``,
 ``send_eof``): a trio memory stream in tests, an adapter over a libp2p stream in the swarm.
@@ -35,8 +38,8 @@ import trio
 
 from node.clock import now_ms
 from node.errors import NodeError
-from node.store.intake import CHUNK_RECORDS, Intake, Judging
-from node.store.ledger import Ledger
+from node.store.gate import Gate
+from node.store.intake import CHUNK_RECORDS, Judging
 from protocol.fingerprint import FINGERPRINT_BYTES, HIGHEST, ID_BYTES, LOWEST, MAX_TS, Bound, RangeIndex
 from protocol.records import MAX_RECORD_BYTES, Record
 
@@ -52,7 +55,10 @@ RECEIVE_BYTES = 64 * 1024
 LOOKUP_IDS = 256  # records read from the ledger per query
 READ_AHEAD_BATCHES = 32  # ~64 KB batches read while earlier ones are judged and stored
 JUDGING_BATCHES = 16  # worker-sized batches handed to the intake ahead of storing: work queued for every core
-STORE_MIN_RECORDS = 4096  # judged batches joined into one transaction: each one rewrites the ID index's pages
+# Judged batches joined into one transaction: each one rewrites the ID index's pages, so bigger is
+# faster, but storing runs on the event loop, ~40 us a record on an idle 2-core box (bench.sync's
+# add_many against decode alone): 2048 keep each store under 100 ms there.
+STORE_MIN_RECORDS = 2048
 MAX_WANTED = 1 << 17  # IDs asked for in one session (~15 MB of set); a longer catch-up takes more sessions
 HELLO_TIMEOUT_S = 10.0
 FINGERPRINT, IDS = 0, 1  # how a range is described
@@ -70,8 +76,8 @@ class SyncReport:
     records_received: int = 0  # new records the peer gave us
     records_sent: int = 0
     rejected: int = 0  # invalid records the peer sent; the first one's reason is in ``reason``
-    refused: int = 0  # valid records that do not count here (not a member, over quota)
-    peer_fault: bool = False  # the peer broke the protocol or sent invalid records (not just left)
+    refused: int = 0  # valid records that do not count here (not a member, over its share)
+    peer_fault: bool = False  # the peer broke the protocol or sent invalid records: reset the stream
     seconds: float = 0.0
     rounds: int = 0  # reconciliation rounds sent and received
 
@@ -86,29 +92,29 @@ class PeerLeft(PeerError):
 
 async def reconcile(
     stream,
-    ledger: Ledger,
+    gate: Gate,
     *,
     initiator: bool,
     deadline_s: float = 60.0,
-    intake: Intake | None = None,
+    peer: str = "a peer",
     on_added: Callable[[list[Record]], None] | None = None,
 ) -> SyncReport:
     """Run one sync session on ``stream`` as initiator or responder; never raises for the peer's faults.
 
-    Received records are judged by ``intake`` (the ledger's inline one by default) while the next
-    batch is read, stored with ``Ledger.insert`` and reported to ``on_added``.
+    Received records go through ``gate`` (judged on its workers while the next batch is read, then
+    decided and stored; refusals are logged as from ``peer``) and the new ones to ``on_added``.
+    The caller ends the stream: a reset if the report says ``peer_fault``, else a close.
     """
-    session = _Session(stream, ledger, intake or ledger.intake, on_added)
+    session = _Session(stream, gate, f"sync with {peer}", on_added)
     report = session.report
     started = time.monotonic()
     with trio.move_on_after(deadline_s) as deadline:
         try:
             await session.run(initiator)
             report.ok, report.reason = True, "in sync"
-        except PeerError as err:
+        except PeerError as err:  # nothing more is sent: a peer that broke the protocol gets a reset
             report.reason = str(err)
             report.peer_fault = not isinstance(err, PeerLeft)
-            await session.tell_peer(report.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
             report.reason = f"stream broke: {err or type(err).__name__}"
         except NodeError:
@@ -126,10 +132,11 @@ async def reconcile(
 
 
 class _Session:
-    def __init__(self, stream, ledger: Ledger, intake: Intake, on_added: Callable[[list[Record]], None] | None) -> None:
+    def __init__(self, stream, gate: Gate, source: str, on_added: Callable[[list[Record]], None] | None) -> None:
         self.stream = stream
-        self.ledger = ledger
-        self.intake = intake
+        self.gate = gate
+        self.ledger = gate.ledger
+        self.source = source  # who sent what the gate refuses, in its log
         self.on_added = on_added
         self.report = SyncReport()
         self.unpacker = msgpack.Unpacker(
@@ -308,7 +315,7 @@ class _Session:
     async def judge_records(
         self, batches: trio.MemoryReceiveChannel[list[bytes]], to_store: trio.MemorySendChannel[Judging]
     ) -> None:
-        """Hand queued batches, joined into worker-sized ones, to the intake without waiting for its verdict.
+        """Hand queued batches, joined into worker-sized ones, to the gate without waiting for its verdict.
 
         The workers verify the next batches while the ones before are stored.
         """
@@ -319,7 +326,7 @@ class _Session:
                         raws = raws + batches.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                await to_store.send(self.intake.start(self.ledger.unheld(raws), now_ms()))
+                await to_store.send(self.gate.start(raws, now_ms()))
 
     async def store_records(self, judging: trio.MemoryReceiveChannel[Judging]) -> None:
         """Insert verdicts in the order the batches came, several judged batches to a transaction.
@@ -343,7 +350,8 @@ class _Session:
                     break
                 more_records, rejected = await trio.to_thread.run_sync(more.result)
                 records += more_records
-            added, refused = self.ledger.insert(records)
+            self.gate.note_rejected(rejected, self.source)
+            added, refused = self.gate.store(records, self.source)
             self.report.records_received += len(added)
             self.refused.update(refused)
             self.report.refused += len(refused)
@@ -351,7 +359,7 @@ class _Session:
                 self.on_added(added)
             if rejected:
                 self.report.rejected += len(rejected)
-                raise PeerError(f"peer sent {len(rejected)} invalid records: {rejected[0]}")
+                raise PeerError(f"peer sent {len(rejected)} invalid records: {rejected[0].reason}")
 
     # --- framing ---
 
@@ -383,15 +391,6 @@ class _Session:
                 self.unpacker.feed(data)
             except msgpack.BufferFull:
                 raise PeerError(f"a message over {MAX_MESSAGE_BYTES} bytes") from None
-
-    async def tell_peer(self, reason: str) -> None:
-        """Best effort: say why we stop, so an honest peer can log it."""
-        with trio.move_on_after(1):
-            try:
-                await self.send([["error", reason[:200]]])
-                await self.stream.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
-                pass
 
 
 def _describe(index: RangeIndex, lower: Bound, upper: Bound, start: int, stop: int, leaf: int = LEAF) -> list:

@@ -2,6 +2,8 @@
 
 One loop per worker (one per GPU, or one on a CPU box). Every outcome, failures and kills
 included, becomes a signed ``result`` record, so no node repeats a dead end on the same parent.
+Planning reads the ledger through a Reader, off the trio thread (views can take seconds); the
+methods that take a ``ledger`` run there.
 """
 
 import hashlib
@@ -30,7 +32,7 @@ from node.research.agent import (
 )
 from node.research.runner import TrainerOutcome, TrainerRun
 from node.research.space import EVERY_KNOB, SearchSpace
-from node.research.work import WorkWeights, choose_work
+from node.research.work import WorkWeights, choose_work, tried_configs
 from node.store.ledger import Ledger
 from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.announce import Claim
@@ -65,6 +67,12 @@ class Network(Protocol):
     async def announce_claim(self, track_key: str, config_hash: str, ttl_s: float) -> None: ...
     async def release_claim(self, track_key: str, config_hash: str) -> None: ...
     def live_claims(self, now_ms: int) -> list[Claim]: ...
+
+
+class Reader(Protocol):
+    """How the loop reads the ledger (node.ledger_reader.LedgerReader): ``fn(ledger, *args)`` off the trio thread."""
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 @dataclass
@@ -102,7 +110,7 @@ class ResearchLoop:
         *,
         name: str,
         identity: Identity,
-        ledger: Ledger,
+        reader: Reader,
         swarm: Network,
         policy: Policy,
         track: Track,
@@ -114,7 +122,7 @@ class ResearchLoop:
         env: dict[str, str] | None = None,
         space: SearchSpace = EVERY_KNOB,
     ) -> None:
-        self.identity, self.ledger, self.swarm, self.policy, self.track = identity, ledger, swarm, policy, track
+        self.identity, self.reader, self.swarm, self.policy, self.track = identity, reader, swarm, policy, track
         self.device, self.home, self.env = device, home, env
         self.proposer, self.weights = proposer, weights
         self.max_experiments, self.space = max_experiments, space
@@ -134,15 +142,15 @@ class ResearchLoop:
             self._run.stop()
 
     def describe(self) -> dict[str, Any]:
-        """The worker's status; a running experiment with its phase (starting, training, evaluating)."""
+        """The worker's status; a running experiment with its progress (run_progress.RunProgress's fields)."""
         described = dict(self.status.__dict__)
         if self.status.current is not None and self._run is not None:
-            described["current"] = {**self.status.current, "phase": self._run.phase()}
+            described["current"] = {**self.status.current, **self._run.progress().to_status()}
         return described
 
     async def run(self) -> None:
         while not self._stopping and (self.max_experiments is None or self.status.experiments < self.max_experiments):
-            if not self.ledger.is_member(self.identity.peer_id):
+            if not await self.reader.read(Ledger.is_member, self.identity.peer_id):
                 # our results would be refused everywhere: wait for an admin's invite to arrive by sync
                 self.status.idle_reason = (
                     f"not a member yet: an admin runs `arnode swarm invite {self.identity.peer_id}`"
@@ -229,25 +237,10 @@ class ResearchLoop:
         return UNTIMED_LIMIT_S
 
     async def _plan(self) -> "Plan":
-        view = self.ledger.assess().get(self.track.key)
-        claims = self._running_claims(now_ms())
-        claimed_by_others = {c.config for c in claims if c.author != self.identity.peer_id} | self._unrunnable
-        rng = random.Random(self._state_seed(view))
-        work = choose_work(view, self.root, self.identity.peer_id, claimed_by_others, self.policy, self.weights, rng)
-        seed = rng.randrange(MAX_SEED)
-        if work.kind == "baseline":
-            config = default_config(profile_for(self.device))
-            return Plan("baseline", {**config, "seed": seed}, self.root, {}, "baseline: the default config", "builtin")
-        if work.is_replication:
-            target = work.target
-            try:
-                config = {**self.ledger.resolve_config(target.config), "seed": seed}
-            except ProtocolError:
-                self._unrunnable.add(target.config)  # its lineage is broken or missing: skip it from now on
-                raise
-            why = f"{work.kind}: re-run {target.config[:10]} with a fresh seed"
-            return Plan(work.kind, config, target.parent, dict(target.diff), why, "builtin", target.discovery)
-        ctx = self._context(view, work.target, {c.config for c in claims})
+        chosen = await self.reader.read(self._choose, self.swarm.live_claims(now_ms()))
+        if isinstance(chosen, Plan):
+            return chosen
+        ctx, rng, seed = chosen.context, chosen.rng, chosen.seed
         proposal: Proposal = await trio.to_thread.run_sync(self.proposer.propose, ctx, rng, abandon_on_cancel=True)
         if proposal.fell_back_reason:
             log.warning(
@@ -261,14 +254,36 @@ class ResearchLoop:
             ideas=proposal.alternatives,
         )  # fmt: skip
 
-    def _running_claims(self, now_ms: int) -> list[Claim]:
+    def _choose(self, ledger: Ledger, live_claims: list[Claim]) -> "Plan | Exploration":
+        """The next work: a baseline or a replication, planned in full, or an exploration for the proposer."""
+        view = ledger.view(self.track.key)
+        claims = self._running_claims(ledger, live_claims)
+        claimed_by_others = {c.config for c in claims if c.author != self.identity.peer_id} | self._unrunnable
+        rng = random.Random(self._state_seed(view))
+        work = choose_work(view, self.root, self.identity.peer_id, claimed_by_others, self.policy, self.weights, rng)
+        seed = rng.randrange(MAX_SEED)
+        if work.kind == "baseline":
+            config = default_config(profile_for(self.device))
+            return Plan("baseline", {**config, "seed": seed}, self.root, {}, "baseline: the default config", "builtin")
+        if work.is_replication:
+            target = work.target
+            try:
+                config = {**ledger.resolve_config(target.config), "seed": seed}
+            except ProtocolError:
+                self._unrunnable.add(target.config)  # its lineage is broken or missing: skip it from now on
+                raise
+            why = f"{work.kind}: re-run {target.config[:10]} with a fresh seed"
+            return Plan(work.kind, config, target.parent, dict(target.diff), why, "builtin", target.discovery)
+        return Exploration(self._context(ledger, view, work.target, {c.config for c in claims}), rng, seed)
+
+    def _running_claims(self, ledger: Ledger, live_claims: list[Claim]) -> list[Claim]:
         """Live claims on our track whose claimant has not published a result for them since."""
         finished: dict[tuple[str, str], int] = {}
-        for run in self.ledger.runs(self.track.key):
+        for run in ledger.runs(self.track.key):
             finished[run.author, run.config] = max(run.ts_ms, finished.get((run.author, run.config), 0))
         return [
             claim
-            for claim in self.swarm.live_claims(now_ms)
+            for claim in live_claims
             if claim.track_key == self.track.key and finished.get((claim.author, claim.config), -1) < claim.ts_ms
         ]
 
@@ -278,54 +293,66 @@ class ResearchLoop:
         text = f"{self.identity.peer_id}/{self.status.name}/{runs}/{self.status.experiments}"
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
-    def _context(self, view: TrackView, parent: ConfigStats, claimed: set[str]) -> AgentContext:
+    def _context(self, ledger: Ledger, view: TrackView, parent: ConfigStats, claimed: set[str]) -> AgentContext:
         """What the proposer reads to explore from ``parent``, the config the work chooser picked."""
         best, best_hash = parent, parent.config
-        runs = self.ledger.runs(self.track.key)  # columns only: cheap even at 100k records
-        done = {run.config for run in runs if run.outcome != "killed"}
+        runs = ledger.runs(self.track.key)  # columns only: cheap even at 100k records
+        done = tried_configs(runs, self.identity.peer_id, self.policy)
         recent_ids = [run.id for run in reversed(runs) if run.parent == best_hash][:RECENT_RESULTS]
-        recent = sorted(self.ledger.records_by_id(recent_ids), key=lambda r: (r.ts_ms, r.id), reverse=True)
+        recent = sorted(ledger.records_by_id(recent_ids), key=lambda r: (r.ts_ms, r.id), reverse=True)
         hypotheses = [
             OpenHypothesis(h.body["parent"], h.body["diff"], h.body["rationale"], h.author)
-            for h in self.ledger.pending_work(self.identity.peer_id).hypotheses
+            for h in ledger.pending_work(self.identity.peer_id).hypotheses
             if h.track == self.track and h.body["parent"] == best_hash
         ]
         return AgentContext(
             track_key=self.track.key,
-            best_config=self.ledger.resolve_config(best_hash),
+            best_config=ledger.resolve_config(best_hash),
             best_hash=best_hash,
             best_stats=best,
-            parent_config=None if best.is_default else self.ledger.resolve_config(best.parent),
+            parent_config=None if best.is_default else ledger.resolve_config(best.parent),
             sigma=view.sigma,
             leaderboard=view.leaderboard[:LEADERBOARD_HEAD],
             recent=tuple(_past(record) for record in recent),
             hypotheses=tuple(hypotheses),
             tried=frozenset(done | claimed),
-            observations=self._observations(view),
+            observations=self._observations(ledger, view, done),
             program=load_program(self.home.program_file),
             space=self.space,
-            running=self._known_configs(claimed),
+            running=self._known_configs(ledger, claimed),
         )
 
-    def _known_configs(self, hashes: set[str]) -> tuple[Config, ...]:
+    def _known_configs(self, ledger: Ledger, hashes: set[str]) -> tuple[Config, ...]:
         """The full configs of those of ``hashes`` the ledger can rebuild (a claim names only a hash)."""
         found = []
         for digest in sorted(hashes):
             try:
-                found.append(self.ledger.resolve_config(digest))
+                found.append(ledger.resolve_config(digest))
             except ProtocolError:
                 continue  # a new config, run for the first time: its claim is all we know of it
         return tuple(found)
 
-    def _observations(self, view: TrackView) -> tuple[Observation, ...]:
-        """Every config on the track whose lineage resolves, with its mean over ok runs (None: only failed)."""
+    def _observations(self, ledger: Ledger, view: TrackView, tried: set[str]) -> tuple[Observation, ...]:
+        """Every config on the track whose lineage resolves, with its mean over ok runs (None: only failed,
+        where ``tried`` says the failures count: one member's crash reports alone teach nothing)."""
         found = []
         for stats in view.leaderboard[:OBSERVATIONS]:
+            if stats.mean is None and stats.config not in tried:
+                continue
             try:
-                found.append(Observation(self.ledger.resolve_config(stats.config), stats.mean))
+                found.append(Observation(ledger.resolve_config(stats.config), stats.mean))
             except ProtocolError:
                 continue  # a broken or missing lineage: nothing to learn from
         return tuple(found)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """Work the proposer decides: what it reads, and the worker's random state and seed for the run."""
+
+    context: AgentContext
+    rng: random.Random
+    seed: int
 
 
 @dataclass(frozen=True)

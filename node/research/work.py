@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocol.acceptance import ConfigStats, TrackView, accepts
+from protocol.acceptance import ConfigStats, Run, TrackView, accepts
 from protocol.evidence import Prior, edge_posterior
 from protocol.policy import Policy
 
@@ -32,6 +32,8 @@ NOISE_DF_TARGET = 3
 # only cost explorations: at a fitted null share near 0.5 (bench/swarm_sim's easy regime) 2.6 sigma.
 PROMISING_SIGMAS = 2.0
 EXPLORING_VERIFIES = 0.1
+# A run that was stopped says nothing about its config; a crash, timeout or divergence does.
+NOT_A_VERDICT = "killed"
 # Three-point Gauss-Hermite rule over the next run's outcome: offsets in predictive sd, and weights.
 NEXT_RUN = ((-math.sqrt(3), 1 / 6), (0.0, 2 / 3), (math.sqrt(3), 1 / 6))
 
@@ -184,3 +186,21 @@ def _may_run(stats: ConfigStats, me: str, claimed_by_others: set[str], policy: P
     if stats.config in claimed_by_others:
         return False
     return policy.min_authors == 1 or me not in stats.contributors
+
+
+def tried_configs(runs: list[Run], me: str, policy: Policy) -> set[str]:
+    """Configs closed to exploration: run to an ok result, or failed for this node or for ``min_authors`` members.
+
+    One member's failure reports alone never close a config: a member who reports crashes for every
+    neighbour of the best would otherwise leave the others nothing to explore until it is revoked.
+    """
+    closed: set[str] = set()
+    failed_by: dict[str, set[str]] = {}
+    for run in runs:
+        if run.outcome == "ok":
+            closed.add(run.config)
+        elif run.outcome != NOT_A_VERDICT:
+            failed_by.setdefault(run.config, set()).add(run.author)
+    trusted = max(policy.min_authors, 2)  # a solo swarm's one author is this node, and counts below
+    closed.update(config for config, authors in failed_by.items() if me in authors or len(authors) >= trusted)
+    return closed

@@ -1,9 +1,8 @@
-"""Intake: untrusted record bytes judged once (decode, signature, the swarm's policy) before storage.
+"""Intake: untrusted record bytes judged once (size, decode, signature, the swarm's policy).
 
-Membership and quotas depend on what the ledger holds, so the ledger applies them as it inserts.
-
-Validation lives here and storage in the ledger, whose ``insert`` trusts its caller: every path
-into the ledger (gossip, sync, our own results) verifies a record exactly once. Verification is
+The gate (gate.py) uses it for every record from outside and then decides whether the record
+counts (membership and limits, which depend on what the ledger holds). Each invalid record gets
+a Rejection: one of the kinds below and a one-line reason. Verification is
 the cost of a catch-up (~100 us a record, 60 of them Ed25519), so large batches go to a pool of
 worker processes, one per core, started on first need; small ones are checked inline, where a
 round trip to a worker would cost more than it saves. ``start`` hands a batch to the workers and
@@ -16,16 +15,19 @@ around the raw bytes it kept, sharing one Track object per track.
 
 import concurrent.futures
 import functools
+import hashlib
 import logging
 import marshal
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
-from protocol.errors import RecordError
+from protocol import canonical
+from protocol.errors import ProtocolError, RecordError
 from protocol.policy import Policy
-from protocol.records import Record, decode
+from protocol.records import MAX_RECORD_BYTES, Record, decode
 from protocol.track import Track
 
 log = logging.getLogger("arnode.intake")
@@ -34,7 +36,28 @@ POOL_MIN_RECORDS = 128  # below this a batch is checked inline
 CHUNK_RECORDS = 256  # records per task sent to a worker
 KNOWN_TRACKS = 256  # Track objects kept for rebuilding records: a swarm has a handful of tracks
 
-Verdicts = tuple[list[Record], list[str]]  # (valid records, one reason per invalid one), in input order
+SIGNATURE_BYTES = 64  # Ed25519
+# What is wrong with an invalid record: too big, no signature, a signature its author did not
+# make, not plausible in this swarm (another track, before its creation, from the future, a
+# val_bpb out of range), or not a record this version can read.
+OVERSIZED, UNSIGNED, FORGED, IMPLAUSIBLE, MALFORMED = "oversized", "unsigned", "forged", "implausible", "malformed"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    kind: str
+    reason: str
+
+
+Verdicts = tuple[list[Record], list[Rejection]]  # (valid records, one per invalid one), in input order
+
+
+class RejectedRecord(RecordError):
+    """An invalid record; ``rejection`` says which kind of invalid."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.reason)
+        self.rejection = rejection
 
 
 class Intake:
@@ -57,11 +80,11 @@ class Intake:
             self._pool = None
 
     def admit(self, raw: bytes, now_ms: int) -> Record:
-        """The record in ``raw`` if it is valid and belongs in this swarm; RecordError with the reason."""
+        """The record in ``raw`` if it is valid and belongs in this swarm; else RejectedRecord (kind and reason)."""
         return _admitted(raw, now_ms, self.policy)
 
     def admit_many(self, raws: Sequence[bytes], now_ms: int) -> Verdicts:
-        """(valid records, one reason per invalid one), in input order; on the pool when the batch is large."""
+        """(valid records, a Rejection per invalid one), in input order; on the pool when the batch is large."""
         parts = [self.start(raws[at : at + CHUNK_RECORDS], now_ms) for at in range(0, len(raws), CHUNK_RECORDS)]
         records, rejected = [], []
         for part in parts:
@@ -123,35 +146,71 @@ class Judging:
             self._future.cancel()
 
 
+def record_id_of(raw: bytes) -> bytes:
+    """The ID that the record in ``raw`` would have: known before any judging."""
+    return hashlib.sha256(raw).digest() if isinstance(raw, bytes) else b""
+
+
 def _admitted(raw: bytes, now_ms: int, policy: Policy) -> Record:
-    record = decode(raw, now_ms)
-    policy.check(record)  # our track, after the swarm's creation, a plausible val_bpb
+    """The record in ``raw``; RejectedRecord (the kind and the reason) if it is invalid."""
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RejectedRecord(Rejection(OVERSIZED, f"{len(raw)} bytes is over the record cap of {MAX_RECORD_BYTES}"))
+    try:
+        record = decode(raw, now_ms)
+    except RecordError as err:
+        raise RejectedRecord(Rejection(_kind_of(raw, str(err)), str(err))) from None
+    try:
+        policy.check(record)  # our track, after the swarm's creation, a plausible val_bpb
+    except RecordError as err:
+        raise RejectedRecord(Rejection(IMPLAUSIBLE, str(err))) from None
     return record
 
 
-def _judge(raws: Sequence[bytes], now_ms: int, policy: Policy) -> list[Record | str]:
-    """Each raw's record, or the one-line reason it is not one this swarm takes."""
-    out: list[Record | str] = []
+def _kind_of(raw: bytes, reason: str) -> str:
+    """The kind of a record that ``decode`` refused for ``reason``: asked only of invalid records."""
+    try:
+        outer = canonical.unpack(raw, MAX_RECORD_BYTES)
+    except ProtocolError:
+        return MALFORMED
+    if not (isinstance(outer, list) and len(outer) == 2 and all(isinstance(part, bytes) for part in outer)):
+        return MALFORMED
+    if len(outer[1]) != SIGNATURE_BYTES:
+        return UNSIGNED
+    if reason == "bad signature":  # protocol.envelope's words for a signature that does not verify
+        return FORGED
+    if reason.startswith("timestamp is"):  # from the future: a clock, not a forger
+        return IMPLAUSIBLE
+    return MALFORMED
+
+
+def _judge(raws: Sequence[bytes], now_ms: int, policy: Policy) -> list[Record | Rejection]:
+    """Each raw's record, or its Rejection."""
+    out: list[Record | Rejection] = []
     for raw in raws:
         try:
             out.append(_admitted(raw, now_ms, policy))
-        except RecordError as err:
-            out.append(str(err))
+        except RejectedRecord as err:
+            out.append(err.rejection)
     return out
 
 
-def _split(judged: list[Record | str]) -> Verdicts:
+def _split(judged: list[Record | Rejection]) -> Verdicts:
     records, rejected = [], []
     for item in judged:
-        (rejected if isinstance(item, str) else records).append(item)
+        (rejected if isinstance(item, Rejection) else records).append(item)
     return records, rejected
 
 
 def _judge_on_worker(raws: Sequence[bytes], now_ms: int, policy: Policy) -> bytes:
-    """A worker's task: per raw, (id, kind, author, ts_ms, body) or the reason, as marshal bytes (plain data out)."""
+    """A worker's task: per raw, (id, kind, author, ts_ms, body) or (kind, reason), as marshal bytes (plain data)."""
     judged = _judge(raws, now_ms, policy)
     return marshal.dumps(
-        [item if isinstance(item, str) else (item.id, item.kind, item.author, item.ts_ms, item.body) for item in judged]
+        [
+            (item.kind, item.reason)
+            if isinstance(item, Rejection)
+            else (item.id, item.kind, item.author, item.ts_ms, item.body)
+            for item in judged
+        ]
     )
 
 
@@ -159,8 +218,8 @@ def _rebuilt(raws: Sequence[bytes], verdicts: list) -> Verdicts:
     """The worker's verdicts on ``raws`` as Records, each equal to the one ``decode`` gives."""
     records, rejected = [], []
     for raw, verdict in zip(raws, verdicts, strict=True):
-        if isinstance(verdict, str):
-            rejected.append(verdict)
+        if len(verdict) == 2:
+            rejected.append(Rejection(*verdict))
             continue
         record_id, kind, author, ts_ms, body = verdict
         track = _track(tuple(body["track"].items())) if "track" in body else None

@@ -5,21 +5,21 @@ insert, so views can run the acceptance rule over 100k results without decoding 
 Nothing is ever updated or deleted, so every view is a pure function of the set, and the
 set's size names its version: views are cached until it grows.
 
-Membership (protocol/roster.py) is derived from the set too. Only records whose author counts
-are admitted, and every view, the sync index included, reads only the records of those who count
-now: a revocation hides a member's records wherever they are, before or after it arrived, and
-a node that stored them first shows the same views as one that never saw them.
+The ledger only stores: what may come in is decided once, by the gate (gate.py), and ``store``
+trusts it. Membership (protocol/roster.py) is derived from the set too, and every view, the sync
+index included, reads only the records of those who count now: a revocation hides a member's
+records wherever they are, before or after it arrived, and a node that stored them first shows
+the same views as one that never saw them.
 
 One writer: a Ledger belongs to one task and its calls are short and synchronous. Durability:
 WAL with synchronous=NORMAL, so a committed batch survives the process being killed; a power
 cut may lose the last batches, which anti-entropy sync brings back from peers.
 """
 
-import hashlib
+import functools
 import logging
 import os
 import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,15 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import NodeError
-from node.store.intake import Intake
-from protocol import canonical
-from protocol.acceptance import ConfigStats, Lineage, Run, TrackView, assess
+from node.store.gate import AddReport, Gate
+from node.store.intake import record_id_of
+from node.store.members import WINDOW_MS, Usage, UsageRows
+from node.store.views import Views
+from protocol import canonical, envelope
+from protocol.acceptance import ConfigStats, Run, TrackView
 from protocol.config import Config
 from protocol.errors import ConfigError
 from protocol.fingerprint import Key, RangeIndex
 from protocol.policy import Policy
 from protocol.records import MAX_RECORD_BYTES, ROSTER_KINDS, Record, decode
-from protocol.roster import NotAdmitted, Roster, build_roster
+from protocol.roster import Roster, build_roster
 from protocol.track import Track
 
 log = logging.getLogger("arnode.ledger")
@@ -43,12 +46,10 @@ log = logging.getLogger("arnode.ledger")
 APPLICATION_ID = 0x61726E6C  # "arnl": marks an SQLite file as an arnode ledger
 FORMAT = "arnode-ledger/1"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_KNOWN_DIFFS = 4096  # packed diffs kept: a track's configs in a long catch-up, each packed once
+_RUN_COLUMNS = "id, ts_ms, author, track, config, parent, diff, outcome, val_bpb, replicates"  # what a Run holds
 _SQL_VARIABLES = 500  # IDs per IN (...) query, well under SQLite's limit on bound variables
 _FAR_FUTURE_MS = 2**62  # reading back our own records: the future-timestamp check was done at insert
-# Bytes of records per author per day of their timestamps: an honest node with 8 GPUs signs ~5 MB a
-# day, so this only stops a member filling every disk in the swarm.
-MEMBER_BYTES_PER_DAY = 32 * 2**20
-DAY_MS = 86_400_000
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +66,8 @@ CREATE TABLE records (
     config TEXT,
     outcome TEXT,
     val_bpb INTEGER,
-    replicates BLOB
+    replicates BLOB,
+    test_bpb INTEGER
 );
 CREATE INDEX records_by_order ON records (ts_ms, id);
 CREATE INDEX records_by_config ON records (config);
@@ -76,14 +78,6 @@ CREATE TABLE raw (seq INTEGER PRIMARY KEY REFERENCES records(seq), bytes BLOB NO
 
 class LedgerError(NodeError):
     """The ledger file is corrupt, foreign or unreadable; the message names it."""
-
-
-@dataclass(frozen=True)
-class AddReport:
-    added: list[Record]
-    duplicates: int
-    rejected: list[str]  # one reason per invalid record
-    refused: dict[bytes, str]  # record ID -> why a valid record was not taken (not a member, over quota)
 
 
 @dataclass(frozen=True)
@@ -110,8 +104,8 @@ class Ledger:
     def __init__(self, path: Path, db: sqlite3.Connection, policy: Policy) -> None:
         self.path = path
         self.policy = policy
-        self.intake = Intake(policy, workers=1)  # for add and add_many: bytes from tools and tests, inline
         self._db = db
+        self._depth = 0  # transactions open: the outermost one commits
         self._count = db.execute("SELECT count(*) FROM records").fetchone()[0]
         self._tracks = self._read_tracks()
         self._keys: tuple[tuple, list[Key]] = ((), [])  # ((count, roster version) it was read at, keys)
@@ -119,13 +113,14 @@ class Ledger:
         # Per track: its results as Runs, read at the first view and then kept current by inserts, and
         # its view with the number of runs it was computed from. A record changes only its own track.
         self._runs: dict[str, list[Run]] = {}
-        self._views: dict[str, tuple[tuple[int, int], TrackView | None]] = {}
-        self._lineage: tuple[tuple, Lineage | None] = ((), None)
+        self._views = Views(policy)  # each track's view, kept until its runs or the roster change
         self._roster_records = [decode(raw, _FAR_FUTURE_MS) for raw in self._raw_of_kinds(ROSTER_KINDS)]
         self.roster: Roster = build_roster(policy.admins, self._roster_records)
         self._roster_version = 0  # grows with every roster change: what member-filtered caches are keyed on
         self._member_runs: dict[str, tuple[tuple[int, int], list[Run]]] = {}
-        self._day_bytes: dict[tuple[str, int], int] | None = None  # (author, day) -> bytes held; read lazily
+        self._has_test_bpb = _has_test_bpb(db)  # false only for a reader of a ledger no writer has migrated
+        self.usage = Usage(self._usage_rows)  # each member's share used, kept by the gate that admits
+        self._gate: Gate | None = None  # for add and add_many
 
     # --- opening ---
 
@@ -150,6 +145,7 @@ class Ledger:
             if not read_only:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                _add_test_bpb(db)
             db.execute("PRAGMA cache_size=-65536")  # 64 MB: random record IDs touch the whole ID index
             return cls(path, db, policy)
         except sqlite3.DatabaseError as err:
@@ -189,92 +185,74 @@ class Ledger:
         return found
 
     def add(self, raw: bytes, now_ms: int | None = None) -> Record | None:
-        """Judge and insert one record's bytes: the Record if new, None if already held; RecordError if invalid,
-        NotAdmitted (a RecordError) if valid but its author does not count or is over its quota."""
-        if self.has(_record_id(raw)):
-            return None
-        added, refused = self.insert([self.intake.admit(raw, _now(now_ms))])
-        if refused:
-            raise NotAdmitted(next(iter(refused.values())))
-        return added[0] if added else None
+        """Shorthand for tools and tests: ``Gate.add`` through this ledger's inline gate."""
+        return self.gate().add(raw, now_ms)
 
     def add_many(self, raws: Iterable[bytes], now_ms: int | None = None) -> AddReport:
-        """Judge and insert a batch of bytes in one transaction; bad and refused records are reported, not raised."""
-        raws = list(raws)
-        records, rejected = self.intake.admit_many(self.unheld(raws), _now(now_ms))
-        added, refused = self.insert(records)
-        return AddReport(added, len(raws) - len(added) - len(rejected) - len(refused), rejected, refused)
+        """Shorthand for tools and tests: ``Gate.add_many`` through this ledger's inline gate."""
+        return self.gate().add_many(raws, now_ms)
 
-    def insert(self, records: Iterable[Record]) -> tuple[list[Record], dict[bytes, str]]:
-        """Store records already judged valid (by an Intake, or ours from ``sign``) in one transaction.
+    def gate(self) -> Gate:
+        """This ledger's gate that verifies inline, on this thread (a node's swarm has its own, with workers)."""
+        if self._gate is None:
+            self._gate = Gate(self, workers=1)
+        return self._gate
 
-        Returns the new records and, by ID, the reason for each one refused because its author does
-        not count now or is over its quota. Roster records go first, again and again while they
-        make progress: a batch may hold an admin's own grant after the invites that admin signed.
-        """
-        records = list(records)
+    def store(self, records: list[Record]) -> list[Record]:
+        """Keep ``records``, which the gate admitted and none of which we hold (``new_records``), in the
+        caller's transaction or one of their own; a roster record rebuilds the roster. Judges nothing."""
         if not records:
-            return [], {}
-        roster = sorted((r for r in records if r.kind in ROSTER_KINDS), key=lambda r: (r.ts_ms, r.id))
-        others = [r for r in records if r.kind not in ROSTER_KINDS]
-        added: list[Record] = []
-        refused: dict[bytes, str] = {}
-        with self._transaction():
-            while roster:
-                waiting = [record for record in roster if not self.roster.counts(record.author, record.kind)]
-                added += [record for record in roster if record not in waiting and self._insert(record)]
-                if len(waiting) == len(roster):
-                    break
-                roster = waiting
-            added += [record for record in roster if self._admits(record, refused) and self._insert(record)]
-            held = self._held([record.id for record in others])
-            fresh = {record.id: record for record in others if record.id not in held}.values()
-            added += self._insert_new([record for record in fresh if self._admits(record, refused)])
-        return added, refused
+            return records
+        with self.transaction():
+            self._insert_new(records)
+            roster = [record for record in records if record.kind in ROSTER_KINDS]
+            if roster:
+                self._roster_records += roster
+                self._set_roster(build_roster(self.policy.admins, self._roster_records))
+        return records
 
-    def _admits(self, record: Record, refused: dict[bytes, str]) -> bool:
-        """Whether ``record``'s author counts and has room today; else its reason goes into ``refused``."""
-        try:
-            self.check_author(record)
-        except NotAdmitted as err:
-            refused[record.id] = str(err)
-            return False
-        if self._day_bytes is not None:  # count it now, so the rest of the batch meets the same quota
-            self._day_bytes[(record.author, record.ts_ms // DAY_MS)] += len(record.raw)
-        return True
+    def new_records(self, records: Iterable[Record]) -> list[Record]:
+        """Those of ``records`` we do not hold, each once, in their order."""
+        by_id = {record.id: record for record in records}
+        held = self._held(list(by_id))
+        return [record for record_id, record in by_id.items() if record_id not in held]
 
     def unheld(self, raws: Iterable[bytes]) -> list[bytes]:
         """Those of ``raws`` whose records we do not hold yet, each once: what is worth verifying."""
-        by_id = {_record_id(raw): raw for raw in raws}
+        by_id = {record_id_of(raw): raw for raw in raws}
         held = self._held(list(by_id))
         return [raw for record_id, raw in by_id.items() if record_id not in held]
-
-    def check_author(self, record: Record) -> None:
-        """NotAdmitted unless ``record``'s author counts now (a member; an admin for roster records)
-        and is within its daily quota: the one membership check that gossip and sync share."""
-        self.roster.check(record)
-        day = record.ts_ms // DAY_MS
-        held = self._bytes_of(record.author, day)
-        if held + len(record.raw) > MEMBER_BYTES_PER_DAY:
-            if held <= MEMBER_BYTES_PER_DAY:  # the first refusal of the day is logged, not the flood after it
-                log.warning("author %s is over its quota of %g MiB of records on day %d; refusing the rest of it",
-                            record.author, MEMBER_BYTES_PER_DAY / 2**20, day)  # fmt: skip
-                self._day_bytes[(record.author, day)] = MEMBER_BYTES_PER_DAY + 1  # full: the rest are refused quietly
-            raise NotAdmitted(f"author {record.author} is over its quota of {MEMBER_BYTES_PER_DAY / 2**20:g} MiB a day")
 
     def is_member(self, peer_id: str) -> bool:
         return self.roster.is_member(peer_id)
 
-    def _bytes_of(self, author: str, day: int) -> int:
-        if self._day_bytes is None:
-            self._day_bytes = defaultdict(int)
+    def holdout_pairs(self, track_key: str, configs: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+        """Per config, (val_bpb, test_bpb) of each ok run by a member that measured the holdout, read from
+        the stored columns (no record decoded). A reader of a ledger from before the test_bpb column,
+        which no writer has opened since, sees none."""
+        wanted = sorted(set(configs))
+        pairs: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        if not self._has_test_bpb:
+            return {}
+        for start in range(0, len(wanted), _SQL_VARIABLES):
+            chunk = wanted[start : start + _SQL_VARIABLES]
             rows = self._db.execute(
-                "SELECT author, ts_ms / ?, sum(length(raw.bytes)) FROM records JOIN raw USING (seq) GROUP BY 1, 2",
-                (DAY_MS,),
+                "SELECT config, author, val_bpb, test_bpb FROM records WHERE kind = 'result' AND track = ?"
+                f" AND config IN ({','.join('?' * len(chunk))}) AND outcome = 'ok' AND test_bpb IS NOT NULL",
+                (track_key, *chunk),
             )
-            for row_author, row_day, size in rows:
-                self._day_bytes[(row_author, row_day)] = size
-        return self._day_bytes.get((author, day), 0)
+            for config, author, val_bpb, test_bpb in rows:
+                if self.roster.is_member(author):
+                    pairs[config].append((val_bpb, test_bpb))
+        return dict(pairs)
+
+    def _usage_rows(self) -> UsageRows:
+        """(author, minute, records, bytes) of every record held: what each member's share starts from."""
+        return self._db.execute(
+            "SELECT author, ts_ms / ?, count(*), sum(length(raw.bytes)) FROM records JOIN raw USING (seq)"
+            " GROUP BY 1, 2",
+            (WINDOW_MS,),
+        )
 
     def _held(self, record_ids: list[bytes]) -> set[bytes]:
         """Those of ``record_ids`` already in the set: one query per batch, not one per record."""
@@ -321,16 +299,6 @@ class Ledger:
             self._index = (self._keys[0], RangeIndex(keys))
         return self._index[1]
 
-    def _insert(self, record: Record) -> bool:
-        """One record of any kind, if new; a roster record rebuilds the roster."""
-        if self.has(record.id):
-            return False
-        self._insert_new([record])
-        if record.kind in ROSTER_KINDS:
-            self._roster_records.append(record)
-            self._set_roster(build_roster(self.policy.admins, self._roster_records))
-        return True
-
     def _insert_new(self, records: list[Record]) -> list[Record]:
         """New records, none held, each once: two statements for the batch, not two per record.
 
@@ -347,17 +315,53 @@ class Ledger:
         seqs = range(last_seq + 1, last_seq + 1 + len(records))
         self._db.executemany(
             "INSERT INTO records (seq, id, ts_ms, kind, author, track, parent, diff, config, outcome, val_bpb,"
-            " replicates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " replicates, test_bpb) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(seq, *_columns(record, key)) for seq, record, key in zip(seqs, records, track_keys, strict=True)],
         )
         self._db.executemany(
             "INSERT INTO raw VALUES (?, ?)", [(seq, record.raw) for seq, record in zip(seqs, records, strict=True)]
         )
         self._count += len(records)
-        for record, key in zip(records, track_keys, strict=True):
-            if record.kind == "result" and key in self._runs:
-                self._runs[key].append(Run.from_record(record))
+        self._extend_runs(Run.from_record(record) for record in records if record.kind == "result")
         return records
+
+    def _extend_runs(self, runs: Iterable[Run]) -> None:
+        """The loaded tracks' Runs gain the new ``runs``: what a new record changes in the views."""
+        for run in runs:
+            if run.track.key in self._runs:
+                self._runs[run.track.key].append(run)
+
+    def catch_up(self) -> int:
+        """Take in what another connection to this file committed since we last looked, as our own inserts
+        would have (for a reader beside the writer, e.g. the daemon's view thread); how many records.
+
+        Records are never deleted and each batch's seqs follow the highest, so seqs run 1..count, the
+        new records are those after our count, and the highest seq now bounds what every query here
+        reads, whatever commits meanwhile. Results come from their columns, as the first view reads
+        them; only roster records are decoded.
+        """
+        seen, top = self._count, self._db.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+        if top == seen:
+            return 0
+        new = "WHERE seq > ? AND seq <= ?"
+        tracks = {track for (track,) in self._db.execute(f"SELECT DISTINCT track FROM records {new}", (seen, top))}
+        if not tracks <= {"", *self._tracks}:
+            self._tracks = self._read_tracks()
+        results = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM records {new} AND kind = 'result'", (seen, top))
+        self._extend_runs(self._runs_from_rows(results))
+        kinds = sorted(ROSTER_KINDS)
+        rows = self._db.execute(
+            f"SELECT raw.bytes FROM records JOIN raw USING (seq) {new}"
+            f" AND kind IN ({','.join('?' * len(kinds))}) ORDER BY ts_ms, id",
+            (seen, top, *kinds),
+        )
+        roster = [decode(raw, _FAR_FUTURE_MS) for (raw,) in rows]
+        if roster:
+            self._roster_records += roster
+            self._set_roster(build_roster(self.policy.admins, self._roster_records))
+        self._count = top
+        self.usage.forget()  # read again when asked: the other connection counted those records
+        return top - seen
 
     def _set_roster(self, roster: Roster) -> None:
         if roster != self.roster:
@@ -365,11 +369,16 @@ class Ledger:
             self._roster_version += 1
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT; on any failure ROLLBACK and forget what the body counted."""
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT around the body, or part of the caller's if one is open; on any
+        failure ROLLBACK and forget what the body counted."""
+        if self._depth:
+            yield
+            return
         count, runs = self._count, {track: len(runs) for track, runs in self._runs.items()}
         roster_records = len(self._roster_records)
         try:
+            self._depth += 1
             self._db.execute("BEGIN IMMEDIATE")
             yield
             self._db.execute("COMMIT")
@@ -382,10 +391,12 @@ class Ledger:
                 del self._runs[track][length:]
             del self._roster_records[roster_records:]
             self._set_roster(build_roster(self.policy.admins, self._roster_records))
-            self._day_bytes = None
+            self.usage.forget()
             if isinstance(err, sqlite3.Error):
                 raise LedgerError(f"cannot write ledger {self.path}: {err}") from None
             raise
+        finally:
+            self._depth -= 1
 
     # --- views: pure functions of the set ---
 
@@ -396,12 +407,7 @@ class Ledger:
 
     def view(self, track_key: str) -> TrackView | None:
         """The acceptance rule's view of one track, None while it has no results."""
-        runs = self.runs(track_key)
-        computed_from, view = self._views.get(track_key, ((), None))
-        if computed_from != (len(runs), self._roster_version):
-            view = assess(runs, self.policy).get(track_key)
-            self._views[track_key] = ((len(runs), self._roster_version), view)
-        return view
+        return self._views.view(track_key, self.runs(track_key), self._roster_version)
 
     def leaderboard(self, track_key: str) -> tuple[ConfigStats, ...]:
         """Every config tried on a track, best evidence first (empty for an unknown track)."""
@@ -472,16 +478,13 @@ class Ledger:
         The acceptance rule's Lineage picks, for each config, the first link (in record order) that
         really hashes to it, so a lying record cannot hide a config. ConfigError if none leads home.
         """
-        if self._lineage[0] != (self._count, self._roster_version):
-            runs = [run for key in self._tracks for run in self.runs(key)]
-            self._lineage = (
-                (self._count, self._roster_version),
-                Lineage(sorted(runs, key=lambda run: (run.ts_ms, run.id))),
-            )
-        config = self._lineage[1].resolve(config_hash)
+        config = self._views.resolve(config_hash, (self._count, self._roster_version), self._every_run)
         if config is None:
             raise ConfigError(f"config {config_hash[:12]} does not lead back to a default")
         return config
+
+    def _every_run(self) -> Iterator[Run]:
+        return (run for key in self._tracks for run in self.runs(key))
 
     def runs(self, track_key: str) -> list[Run]:
         """A track's results by members as the acceptance rule's Runs (read-only): built from the columns
@@ -512,17 +515,31 @@ class Ledger:
         return {key: Track.from_wire(canonical.unpack(wire, MAX_RECORD_BYTES)) for key, wire in rows}
 
     def _read_runs(self, track_key: str) -> Iterator[Run]:
-        track = self._tracks[track_key]
+        query = f"SELECT {_RUN_COLUMNS} FROM records WHERE track = ? AND kind = 'result' ORDER BY ts_ms, id"
+        return self._runs_from_rows(self._db.execute(query, (track_key,)))
+
+    def _runs_from_rows(self, rows: Iterable[tuple]) -> Iterator[Run]:
+        """Runs from rows of _RUN_COLUMNS, without decoding a record."""
         diffs: dict[bytes, dict] = {}  # runs of one config share a diff: decode it once
-        rows = self._db.execute(
-            "SELECT id, ts_ms, author, config, parent, diff, outcome, val_bpb, replicates FROM records"
-            " WHERE track = ? AND kind = 'result' ORDER BY ts_ms, id",
-            (track_key,),
-        )
-        for record_id, ts_ms, author, config, parent, diff, outcome, val_bpb, replicates in rows:
+        for record_id, ts_ms, author, track, config, parent, diff, outcome, val_bpb, replicates in rows:
             if diff not in diffs:
                 diffs[diff] = canonical.unpack(diff, MAX_RECORD_BYTES)
-            yield Run(record_id, ts_ms, author, track, config, parent, diffs[diff], outcome, val_bpb, replicates)
+            track_of = self._tracks[track]
+            yield Run(record_id, ts_ms, author, track_of, config, parent, diffs[diff], outcome, val_bpb, replicates)
+
+
+def _packed_diff(diff: dict) -> bytes:
+    """The diff column: the runs of a config share their diff, so a catch-up packs each one once."""
+    try:
+        return _pack_diff_items(tuple((knob, type(value), value) for knob, value in sorted(diff.items())))
+    except TypeError:  # a value that cannot be a cache key (a list): packed each time
+        return canonical.pack(diff)
+
+
+@functools.lru_cache(maxsize=_KNOWN_DIFFS)
+def _pack_diff_items(items: tuple) -> bytes:
+    # the value's type is part of the key: True, 1 and 1.0 are equal keys but pack differently
+    return canonical.pack({knob: value for knob, _type, value in items})
 
 
 def _columns(record: Record, track_key: str) -> tuple:
@@ -535,20 +552,13 @@ def _columns(record: Record, track_key: str) -> tuple:
         record.author,
         track_key,
         body.get("parent", ""),
-        canonical.pack(body.get("diff", {})),
+        _packed_diff(body.get("diff", {})),
         body.get("config"),
         body.get("outcome"),
         body.get("val_bpb"),
         body.get("replicates"),
+        body.get("test_bpb"),
     )
-
-
-def _record_id(raw: bytes) -> bytes:
-    return hashlib.sha256(raw).digest() if isinstance(raw, bytes) else b""
-
-
-def _now(now_ms: int | None) -> int:
-    return time.time_ns() // 1_000_000 if now_ms is None else now_ms
 
 
 def _create(path: Path) -> None:
@@ -571,6 +581,25 @@ def _create(path: Path) -> None:
         raise LedgerError(f"cannot create ledger {path}: {getattr(err, 'strerror', None) or err}") from None
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def _add_test_bpb(db: sqlite3.Connection) -> None:
+    """Give a ledger made before the test_bpb column its column, filled from the records, once."""
+    if _has_test_bpb(db):
+        return
+    rows = db.execute(
+        "SELECT seq, raw.bytes FROM records JOIN raw USING (seq) WHERE kind = 'result' AND outcome = 'ok'"
+    ).fetchall()
+    # our own stored bytes, verified when they came in: reading the body back needs no verifying
+    filled = [(envelope.body_of(raw).get("test_bpb"), seq) for seq, raw in rows]
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("ALTER TABLE records ADD COLUMN test_bpb INTEGER")
+    db.executemany("UPDATE records SET test_bpb = ? WHERE seq = ?", filled)
+    db.execute("COMMIT")
+
+
+def _has_test_bpb(db: sqlite3.Connection) -> bool:
+    return any(column[1] == "test_bpb" for column in db.execute("PRAGMA table_info(records)"))
 
 
 def _check_header(path: Path) -> None:

@@ -53,6 +53,7 @@ from node.clock import now_ms
 from node.net.host import build_host, build_pubsub
 from node.net.swarm import Swarm
 from node.store.ledger import Ledger
+from node.store.members import MEMBER_RECORDS_PER_WINDOW, Limits
 from protocol.config import apply, config_hash, default_config
 from protocol.identity import Identity
 from protocol.policy import Policy
@@ -112,7 +113,7 @@ class Node:
             sync_interval_s=args.sync_interval,
             announce_interval_s=args.announce_interval,
             on_record=self.arrived,
-            author_rate=(args.author_rate, args.author_burst),
+            limits=Limits(records_per_window=args.member_records_per_minute),
             max_backoff_s=args.max_backoff,
         )
 
@@ -155,7 +156,8 @@ class Node:
         if name == "usage":
             return usage()
         if name == "counters":
-            return {"counters": dict(self.swarm.counters)}
+            refusals = {f"refused_{kind}": count for kind, count in self.swarm.gate.refusals.items()}
+            return {"counters": {**self.swarm.counters, **refusals}}
         return {"error": f"unknown command {str(name)[:40]!r}"}
 
     async def publish_one(self, pad: int, diff: dict | None = None, bpb: int | None = None) -> str:
@@ -375,8 +377,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", action="append", default=[])
     parser.add_argument("--sync-interval", type=float, default=30.0)
     parser.add_argument("--announce-interval", type=float, default=10.0)
-    parser.add_argument("--author-rate", type=float, default=50.0)
-    parser.add_argument("--author-burst", type=float, default=500.0)
+    parser.add_argument("--member-records-per-minute", type=int, default=MEMBER_RECORDS_PER_WINDOW)
     parser.add_argument("--max-backoff", type=float, default=30.0)
     parser.add_argument("--founder", action="append", default=[], help="a founding admin: the swarm has a roster")
     parser.add_argument("--log", default="WARNING")

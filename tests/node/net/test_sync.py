@@ -26,7 +26,7 @@ async def session(left: Ledger, right: Ledger, stream_pair=trio.testing.memory_s
     reports = {}
 
     async def run(name, stream, ledger, initiator):
-        reports[name] = await reconcile(stream, ledger, initiator=initiator, deadline_s=30)
+        reports[name] = await reconcile(stream, ledger.gate(), initiator=initiator, deadline_s=30)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run, "initiator", a, left, True)

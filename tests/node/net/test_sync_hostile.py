@@ -43,7 +43,7 @@ async def respond_to(ledger: Ledger, script: bytes, deadline_s: float = 5.0) -> 
     ours, theirs = trio.testing.memory_stream_pair()  # buffers without limit: the script never blocks
     await ours.send_all(script)
     await ours.send_eof()
-    return await reconcile(theirs, ledger, initiator=False, deadline_s=deadline_s)
+    return await reconcile(theirs, ledger.gate(), initiator=False, deadline_s=deadline_s)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_a_round_that_never_ends_is_cut_off(ledger):
 def test_a_silent_peer_meets_the_deadline(ledger):
     async def silent() -> SyncReport:
         _, theirs = trio.testing.memory_stream_pair()
-        return await reconcile(theirs, ledger, initiator=False, deadline_s=0.2)
+        return await reconcile(theirs, ledger.gate(), initiator=False, deadline_s=0.2)
 
     report = trio.run(silent)
     assert not report.ok and "deadline" in report.reason
@@ -129,7 +129,7 @@ def test_a_peer_with_lying_fingerprints_is_dropped_after_max_rounds(ledger):
         ours, theirs = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(liar, ours)
-            report = await reconcile(theirs, ledger, initiator=False, deadline_s=10)
+            report = await reconcile(theirs, ledger.gate(), initiator=False, deadline_s=10)
             nursery.cancel_scope.cancel()
         return report
 

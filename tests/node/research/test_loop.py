@@ -92,11 +92,11 @@ def test_the_holdout_never_reaches_what_the_proposer_receives(tmp_path):
     ledger = ledger_with_holdout(tmp_path, HOLDOUT_MARK)
     home = Home(tmp_path, tmp_path, tmp_path / "cache")
     loop = ResearchLoop(
-        name="cpu", identity=ALICE, ledger=ledger, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
+        name="cpu", identity=ALICE, reader=None, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
         home=home, proposer=None, weights=WorkWeights(),
     )  # fmt: skip
     view = ledger.view(TRACK.key)
-    ctx = loop._context(view, view.best, set())  # exploring from the best, as the work chooser would
+    ctx = loop._context(ledger, view, view.best, set())  # exploring from the best, as the work chooser would
     assert isinstance(ctx, AgentContext) and ctx.recent, "the child's runs are in the context"
     received = f"{ctx!r}\n{[dataclasses.asdict(r) for r in ctx.recent]}\n{user_prompt(ctx)}"
     assert "1.7777" not in received and "1777777" not in received and "test_bpb" not in received
@@ -107,8 +107,8 @@ def test_the_search_space_of_the_settings_reaches_what_the_proposer_receives(tmp
     ledger = ledger_with_holdout(tmp_path, HOLDOUT_MARK)
     space = SearchSpace.parse({"depth": [2, 8]})
     loop = ResearchLoop(
-        name="cpu", identity=ALICE, ledger=ledger, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
+        name="cpu", identity=ALICE, reader=None, swarm=None, policy=ledger.policy, track=TRACK, device="cpu",
         home=Home(tmp_path, tmp_path, tmp_path / "cache"), proposer=None, weights=WorkWeights(), space=space,
     )  # fmt: skip
     view = ledger.view(TRACK.key)
-    assert loop._context(view, view.best, set()).space == space
+    assert loop._context(ledger, view, view.best, set()).space == space

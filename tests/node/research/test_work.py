@@ -1,6 +1,14 @@
 import random
 
-from node.research.work import EXPLORING_VERIFIES, NOISE_DF_TARGET, Work, WorkWeights, _exploring_verifies, choose_work
+from node.research.work import (
+    EXPLORING_VERIFIES,
+    NOISE_DF_TARGET,
+    Work,
+    WorkWeights,
+    _exploring_verifies,
+    choose_work,
+    tried_configs,
+)
 from protocol.acceptance import ACCEPT_POSTERIOR, UBPB, Run, assess
 from protocol.config import apply, config_hash, default_config
 from protocol.policy import Policy
@@ -120,3 +128,25 @@ def test_the_choice_is_a_function_of_the_state_and_the_seed():
     kinds = {seed: choose(runs, me="c", seed=seed) for seed in range(20)}
     assert kinds == {seed: choose(list(reversed(runs)), me="c", seed=seed) for seed in range(20)}
     assert {work.kind for work in kinds.values()} == {"explore", "noise"}
+
+
+def _failed(i: int, config: str, author: str, outcome: str = "crash") -> Run:
+    return Run(bytes([i]) * 32, i, author, TRACK, config, ROOT, {}, outcome, None, None)
+
+
+def test_one_members_crash_reports_never_close_a_config_for_the_swarm():
+    hostile = [_failed(i, f"{i:064x}", "mallory") for i in range(1, 30)]  # every neighbour "crashed"
+    assert tried_configs(hostile, "me", POLICY) == set()
+
+
+def test_a_config_closes_on_an_ok_run_on_our_own_failure_or_on_failures_from_min_authors_members():
+    a, b, c, d = (f"{n:064x}" for n in (1, 2, 3, 4))
+    runs = [
+        run(1, a, 0.99, "alice"),
+        _failed(2, b, "me"),
+        _failed(3, c, "alice"),
+        _failed(4, c, "bob"),
+        _failed(5, d, "alice"),
+        _failed(6, d, "me", outcome="killed"),  # a stopped run says nothing about its config
+    ]
+    assert tried_configs(runs, "me", POLICY) == {a, b, c}

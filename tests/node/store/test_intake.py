@@ -3,7 +3,7 @@
 import os
 import signal
 
-from node.store.intake import POOL_MIN_RECORDS, Intake
+from node.store.intake import FORGED, IMPLAUSIBLE, MALFORMED, POOL_MIN_RECORDS, Intake
 from protocol.track import Track
 from tests.node.store.test_ledger import POLICY, T0, person, result
 
@@ -32,9 +32,9 @@ def test_the_worker_pool_and_the_inline_check_agree_record_for_record():
     records, rejected = got
     assert [record.raw for record in records] == [raw for n, raw in enumerate(raws) if n not in (7, 50, 90, 120)]
     assert len(rejected) == 4
-    assert any("signature" in reason for reason in rejected)
-    assert any("not this swarm's" in reason for reason in rejected)
-    assert any("future" in reason for reason in rejected)
+    assert [rejection.kind for rejection in rejected] == [FORGED, IMPLAUSIBLE, IMPLAUSIBLE, MALFORMED]
+    assert "signature" in rejected[0].reason and "not this swarm's" in rejected[1].reason
+    assert "future" in rejected[2].reason
 
 
 def test_a_small_batch_is_judged_inline_without_starting_workers():

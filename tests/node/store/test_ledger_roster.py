@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from node.store import ledger as ledger_module
+from node.store.gate import Gate
 from node.store.ledger import Ledger
+from node.store.members import DAY_MS, Limits
 from protocol.roster import NotAdmitted
 from tests.node.store.test_ledger import POLICY, T0, hypothesis, person, result
 from tests.protocol.test_roster import invite, revoke
@@ -79,17 +80,17 @@ def test_a_revoked_members_hypotheses_and_answers_vanish_from_the_hypotheses_vie
     assert [(s.record.id, s.answered) for s in ledger.hypotheses()] == [(honest_idea.id, False)]
 
 
-def test_a_member_over_its_daily_quota_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(ledger_module, "MEMBER_BYTES_PER_DAY", 3 * len(HONEST[0].raw))
+def test_a_member_over_its_daily_quota_is_refused(tmp_path):
     ledger = opened(tmp_path, "l")
     ledger.add_many(r.raw for r in INVITES)
+    gate = Gate(ledger, limits=Limits(bytes_per_day=3 * len(HONEST[0].raw)))
     flood = [result(MEMBER, T0 + n, seed=n) for n in range(5)]
-    report = ledger.add_many(r.raw for r in flood)
+    report = gate.add_many(r.raw for r in flood)
     assert (
         len(report.added) == 3 and len(report.refused) == 2 and all("quota" in why for why in report.refused.values())
     )
-    tomorrow = result(MEMBER, T0 + ledger_module.DAY_MS, seed=99)
-    assert ledger.add(tomorrow.raw) is not None
+    tomorrow = result(MEMBER, T0 + DAY_MS, seed=99)
+    assert gate.add(tomorrow.raw) is not None
 
 
 def test_the_shared_sync_index_follows_new_records_and_roster_changes(tmp_path):
