@@ -1,10 +1,15 @@
 """Where a node keeps its files: ``--home DIR`` / ``ARNODE_HOME``, else the platform's usual places."""
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from node.errors import NodeError
 
 APP = "arnode"
 
@@ -64,6 +69,31 @@ class Home:
     @property
     def log_file(self) -> Path:
         return self.data_dir / "arnode.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "arnode.lock"
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold this home for one daemon: NodeError at once if another process holds it.
+
+        A flock, not a pid file: the system lets go of it when the holder ends, however it ends."""
+        self.ensure()
+        with open(self.lock_file, "a+", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip()[:20]
+                raise NodeError(
+                    f"this home ({self.data_dir}) is in use by another arnode daemon (pid {holder or 'unknown'});"
+                    " stop it first, or use another --home"
+                ) from None
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            yield
 
     def ensure(self) -> None:
         for directory in (self.config_dir, self.data_dir, self.cache_dir):

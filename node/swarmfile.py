@@ -1,10 +1,12 @@
-"""Swarm files on disk: the private-network key and the policy, mode 0600, never overwritten."""
+"""Swarm files on disk: the private-network key and the policy, mode 0600, never overwritten; and
+which swarm a home belongs to."""
 
 import os
 import secrets
 from pathlib import Path
 
 from node.errors import NodeError
+from node.home import Home
 from protocol.errors import ConfigError
 from protocol.policy import PSK_BYTES, Policy, format_swarm_file, parse_swarm_file
 
@@ -31,10 +33,34 @@ def create_swarm_file(path: Path, policy: Policy) -> bytes:
 
 def write_swarm_file(path: Path, psk: bytes, policy: Policy) -> None:
     """Write a swarm file, mode 0600 from the start; refuse to replace an existing file."""
+    write_secret_file(path, format_swarm_file(psk, policy), "swarm file")
+
+
+def write_secret_file(path: Path, text: str, noun: str) -> None:
+    """Write a file that holds a key, mode 0600 from the start; refuse to replace an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise NodeError(f"swarm file {path} already exists; it is never overwritten") from None
+        raise NodeError(f"{noun} {path} already exists; it is never overwritten") from None
     with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(format_swarm_file(psk, policy))
+        file.write(text)
+
+
+def swarm_of(home: Home, swarm_key: str | None) -> tuple[bytes, Policy, Path]:
+    """The swarm of ``swarm_key`` (a file), else the one this home belongs to; NodeError if none."""
+    path = Path(swarm_key) if swarm_key else home.swarm_file
+    if not path.exists() and not swarm_key:
+        raise NodeError(f"this home has no swarm yet ({path}); run `arnode start` or pass --swarm-key FILE")
+    psk, policy = load_swarm_file(path)
+    return psk, policy, path
+
+
+def adopt_swarm(home: Home, psk: bytes, policy: Policy, path: Path) -> None:
+    """Keep a copy of a joined swarm's file in the home, so later commands know the swarm."""
+    if not home.swarm_file.exists():
+        write_swarm_file(home.swarm_file, psk, policy)
+    elif load_swarm_file(home.swarm_file) != (psk, policy):
+        raise NodeError(
+            f"this home belongs to the swarm in {home.swarm_file}, not the one in {path}; use another --home"
+        )

@@ -6,6 +6,7 @@ from typing import Any
 from node import report
 from node.control import ask_daemon
 from node.home import Home
+from node.research.run_progress import progress_words, text_bar
 
 
 def _ask(args: argparse.Namespace, home: Home, request: str) -> Any | None:
@@ -21,15 +22,16 @@ def status(args: argparse.Namespace, home: Home) -> int:
     data = _ask(args, home, "status")
     if data is None:
         return 0
-    best = data["best"]
     print(f"node   {data['peer_id']}  up {data['uptime_s']} s")
     print(f"swarm  {data['swarm']}  track {data['track']}")
     print(f"peers  {data['peers']}  records {data['records']}")
-    print(f"best   {best['config'][:10]} val_bpb {best['val_bpb']:.6f}" if best else "best   none verified yet")
+    print(f"best   {report.best_in_words(data['best'])}")
     for worker in data["workers"]:
         current = worker["current"]
         doing = f"{current['kind']} {current['config'][:10]}" if current else worker["idle_reason"] or "choosing"
         print(f"worker {worker['name']}: {worker['experiments']} experiments, now: {doing}")
+        if current and "phase" in current:  # its progress; absent while the finished run is being recorded
+            print(f"       {text_bar(current['fraction'])} {progress_words(current)}")
     return 0
 
 

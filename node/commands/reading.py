@@ -11,20 +11,30 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from node import progress, report
-from node.commands.swarm import swarm_of
 from node.errors import NodeError
 from node.home import Home
 from node.store.ledger import Ledger
+from node.swarmfile import swarm_of
 from protocol.acceptance import TrackView
 
 RECORD_COLUMNS = ("ts_ms", "id", "kind", "outcome", "val_bpb", "test_bpb", "config_hash", "author", "hypothesis")
 PIPE_WIDTH = 200  # characters a line of the human table may take when not on a terminal
-BOARD_COLUMNS = ("rank", "config_hash", "val_bpb", "test_bpb", "runs", "authors", "verified", "diff")
-HYPOTHESIS_COLUMNS = ("author", "parent", "change", "status", "answer", "val_bpb", "vs_parent", "verdict", "rationale")
+BOARD_COLUMNS = ("rank", "config_hash", "estimate", "runs", "authors", "failed", "mean_test_bpb", "standing", "diff")
+HYPOTHESIS_COLUMNS = (
+    "ts_ms",
+    "author",
+    "parent",
+    "change",
+    "status",
+    "answer",
+    "estimate",
+    "runs",
+    "vs_parent",
+    "verdict",
+    "rationale",
+)
+BOARD_PROSE = {"diff": 60}  # a long change wraps instead of being cut
 HYPOTHESIS_STATES = ("open", "answered", "invalid")
 HYPOTHESIS_PROSE = {"verdict": 32, "rationale": 60}  # wrapped columns, and their widest line
 
@@ -35,7 +45,7 @@ def open_ledger(args: argparse.Namespace, home: Home) -> Iterator[Ledger | None]
     if not getattr(args, "swarm_key", None) and not home.swarm_file.exists():
         yield None
         return
-    _, policy, _ = swarm_of(args, home)
+    _, policy, _ = swarm_of(home, getattr(args, "swarm_key", None))
     if not home.ledger_file.exists():
         yield None
         return
@@ -65,12 +75,27 @@ def results(args: argparse.Namespace, home: Home) -> int:
                 report.record_row(r) for r in records if r.track and (args.track is None or r.track.key == args.track)
             ]
             return _print_rows(args, rows, RECORD_COLUMNS)
-        rows = []
+        boards = []
+        policy = ledger.policy if ledger else None
         for key, view in _views(ledger, args.track).items():
-            holdout = report.holdout_scores(ledger, key, (s.config for s in view.leaderboard[: args.limit]))
-            board = report.leaderboard_rows(view, ledger.resolve_config, args.limit, holdout)
-            rows += [{"track": key, **row} for row in board]
-        return _print_rows(args, rows, BOARD_COLUMNS)
+            holdout = report.holdout_scores(ledger, key, (s.config for s in report.ranked(view)[: args.limit]))
+            boards.append((view, report.leaderboard_rows(view, ledger.resolve_config, args.limit, holdout)))
+    if args.json or args.tsv or not boards:
+        rows = [{"track": view.track.key, **row} for view, board in boards for row in board]
+        return _print_rows(args, rows, ("track", *BOARD_COLUMNS) if args.tsv else BOARD_COLUMNS)
+    print(report.score_header(policy))
+    for view, board in boards:
+        print(f"track {view.track.key}: {_track_line(view, len(board))}")
+        _print_table(board, BOARD_COLUMNS, lambda row: row["standing"] == "best", BOARD_PROSE)
+    return 0
+
+
+def _track_line(view: TrackView, shown: int) -> str:
+    """How many configs the table shows, the best's hash and the noise the estimates are judged against."""
+    count = len(view.leaderboard)
+    configs = f"{count} config" + ("" if count == 1 else "s") + (f" (showing {shown})" if shown < count else "")
+    best = f"best {view.best.config[:10]}" if view.best else "no accepted best yet"
+    return f"{configs}, {best}, sigma {view.sigma:.6f}"
 
 
 def best(args: argparse.Namespace, home: Home) -> int:
@@ -85,10 +110,10 @@ def best(args: argparse.Namespace, home: Home) -> int:
         print(report.dumps(summaries))
         return 0
     if not summaries:
-        print("no verified best config yet")
+        print("no accepted best config yet")
     for s in summaries:
         print(
-            f"track {s['track']}: best {s['config_hash'][:10]} val_bpb {s['val_bpb']:.6f} "
+            f"track {s['track']}: best {s['config_hash'][:10]} estimate {s['estimate']:.6f} "
             f"({s['runs']} runs, {s['authors']} authors, sigma {s['sigma']:.6f}): {s['changes']}"
         )
         print(f"  {_holdout_line(s)}")
@@ -101,7 +126,8 @@ def _holdout_line(summary: dict) -> str:
     """The val-vs-holdout gap of the best config against the default's, in words."""
     if summary["holdout_gap"] is None:
         return "holdout: not measured for the best config yet (its runs predate the holdout split)"
-    line = f"holdout test_bpb {summary['test_bpb']:.6f}, gap to val {summary['holdout_gap']:+.6f}"
+    gap = summary["holdout_gap"]
+    line = f"holdout: mean_test_bpb {summary['mean_test_bpb']:.6f}, {gap:+.6f} from the same runs' val_bpb"
     if summary["gap_growth"] is None:
         return line + "; the default's gap is not measured yet"
     verdict = "the swarm may be fitting the validation split" if summary["gap_growth"] > summary["sigma"] else "fine"
@@ -124,15 +150,14 @@ def hypotheses(args: argparse.Namespace, home: Home) -> int:
     if args.json:
         print(report.dumps([row for rows in shown.values() for row in rows]))
         return 0
-    if not every:
-        print("no hypotheses yet")
+    print(report.HYPOTHESIS_HEADER if every else "no hypotheses yet")
     for key, rows in shown.items():
         counts = ", ".join(f"{sum(r['status'] == s for r in by_track[key])} {s}" for s in HYPOTHESIS_STATES)
         which = f"the newest {len(rows)}" + (" open" if args.open else "")
         print(f"track {key}: {counts}" + (f" (showing {which})" if len(rows) < len(by_track[key]) else ""))
         if rows:
             cells = [_hypothesis_cells(row) for row in rows]
-            _print_table(cells, HYPOTHESIS_COLUMNS, lambda r: r["verdict"] == "kept", HYPOTHESIS_PROSE)
+            _print_table(cells, HYPOTHESIS_COLUMNS, lambda r: r["verdict"] == "accepted", HYPOTHESIS_PROSE)
     return 0
 
 
@@ -144,7 +169,8 @@ def _hypothesis_cells(row: dict) -> dict:
     return {
         **row,
         "answer": (answer["config_hash"][:10] + more) if answer else None,
-        "val_bpb": answer.get("val_bpb"),
+        "estimate": answer.get("estimate"),
+        "runs": answer.get("runs"),
         "vs_parent": f"{delta:+.6f} ({sigmas:+.1f}σ)" if delta is not None else None,
         "verdict": answer.get("verdict") or row["problem"],
     }
@@ -182,15 +208,22 @@ def _print_rows(args: argparse.Namespace, rows: list[dict], columns: tuple[str, 
     elif not rows:
         print("no results yet")
     else:
-        _print_table(rows, columns, lambda row: row.get("best"))
+        _print_table(rows, columns)
     return 0
 
 
 def _print_table(
-    rows: list[dict], columns: tuple[str, ...], green: Callable[[dict], bool], prose: Mapping[str, int] = {}
+    rows: list[dict],
+    columns: tuple[str, ...],
+    green: Callable[[dict], bool] = lambda row: False,
+    prose: Mapping[str, int] = {},
 ) -> None:
     """One line per row, cut to fit, except ``prose`` columns (name -> most characters a line): they wrap,
     and give up their width first on a narrow terminal."""
+    # rich only here: --json, --tsv, export and plot never draw a table
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in columns:
         title = "time" if column == "ts_ms" else column

@@ -1,20 +1,23 @@
-"""`arnode swarm ...`: make or inspect a swarm file; and which swarm a home belongs to."""
+"""`arnode swarm ...`: make, show or share a swarm file; invite or revoke members."""
 
 import argparse
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 from node.clock import now_ms
-from node.control import ask_daemon, daemon_answers
 from node.errors import NodeError
 from node.home import Home
 from node.keyfile import load_or_create_identity
 from node.store.ledger import Ledger
-from node.swarmfile import create_swarm_file, load_swarm_file, write_swarm_file
+from node.swarmfile import create_swarm_file, load_swarm_file, swarm_of, write_secret_file
 from protocol.acceptance import UBPB
 from protocol.policy import NEW_SWARM_NOISE, Policy
 from protocol.records import sign
+from protocol.roster import Roster, build_roster
+
+SHOW_WIDTH = 18  # the column where `swarm show` starts a value
 
 
 def new_key(args: argparse.Namespace, home: Home) -> int:
@@ -49,8 +52,45 @@ def show(args: argparse.Namespace, home: Home) -> int:
         return 0
     print(f"swarm {policy.swarm_id} ({path})")
     for name, value in asdict(policy).items():
-        print(f"  {name:<18}{value}")
+        if name != "admins":  # shown with the roster below, one a line
+            print(f"  {name.removesuffix('_ms').removesuffix('_ubpb'):<{SHOW_WIDTH}}{_shown(name, value)}")
+    roster = _roster(home, policy)
+    _print_list(
+        "admins",
+        sorted(roster.admins if roster else policy.admins)
+        or ["none: an open swarm, every holder of its key is a member"],
+    )
+    if roster is None:
+        print(f"  {'members':<{SHOW_WIDTH}}not known here: this home belongs to another swarm")
+    elif not roster.open:
+        _print_list("members", sorted(roster.members - roster.admins) or ["none but the admins yet"])
+        if roster.revoked:
+            _print_list("revoked", sorted(roster.revoked))
     return 0
+
+
+def _shown(name: str, value: object) -> object:
+    """A policy value as a person reads it: a date for a time, bits per byte for micro-bits."""
+    if name == "created_ms":
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value / 1000)) if value else "not recorded"
+    if name.endswith("_ubpb"):
+        return f"{value / UBPB:.6f} bpb"
+    return value
+
+
+def _print_list(title: str, items: list[str]) -> None:
+    for number, item in enumerate(items):
+        print(f"  {title if number == 0 else '':<{SHOW_WIDTH}}{item}")
+
+
+def _roster(home: Home, policy: Policy) -> Roster | None:
+    """The admins and members this home's ledger knows of; None when the home belongs to another swarm."""
+    if not home.swarm_file.exists() or load_swarm_file(home.swarm_file)[1] != policy:
+        return None
+    if not home.ledger_file.exists():
+        return build_roster(policy.admins, [])
+    with Ledger.open(home.ledger_file, policy, read_only=True) as ledger:
+        return ledger.roster
 
 
 def invite(args: argparse.Namespace, home: Home) -> int:
@@ -64,10 +104,12 @@ def revoke(args: argparse.Namespace, home: Home) -> int:
 
 def _sign_roster_record(args: argparse.Namespace, home: Home, kind: str, body: dict, done: str) -> int:
     """Sign a roster record as this home's identity and hand it to the running daemon, else to the ledger."""
-    _, policy, path = swarm_of(args, home)
+    _, policy, path = swarm_of(home, args.swarm_key)
     if not policy.admins:
         raise NodeError(f"swarm file {path} predates member rosters (it names no admins); make one with admins"
                         " with `arnode swarm new-key` and share it again")  # fmt: skip
+    from node.control import ask_daemon, daemon_answers  # trio: only the commands that sign pay for it
+
     identity = load_or_create_identity(home.identity_file)
     record = sign(identity, kind, body, now_ms())
     if daemon_answers(home.control_socket):
@@ -75,26 +117,19 @@ def _sign_roster_record(args: argparse.Namespace, home: Home, kind: str, body: d
         where = "the running node is spreading it"
     else:
         with Ledger.open(home.ledger_file, policy) as ledger:
-            ledger.add(record.raw)
+            ledger.gate().add_record(record)  # ours, just signed: decided by the gate, not verified again
         where = "stored in the ledger; it spreads when this node next runs"
     print(f"{body['member']}: {done} ({kind} {record.hex_id[:12]}; {where})")
     return 0
 
 
-def swarm_of(args: argparse.Namespace, home: Home) -> tuple[bytes, Policy, Path]:
-    """The swarm this home belongs to: --swarm-key, else the home's swarm file (NodeError if none)."""
-    path = Path(args.swarm_key) if getattr(args, "swarm_key", None) else home.swarm_file
-    if not path.exists() and not getattr(args, "swarm_key", None):
-        raise NodeError(f"this home has no swarm yet ({path}); run `arnode start` or pass --swarm-key FILE")
-    psk, policy = load_swarm_file(path)
-    return psk, policy, path
+def psk(args: argparse.Namespace, home: Home) -> int:
+    """Write the swarm's private-network key in the standard libp2p key file, for stock libp2p nodes."""
+    from node.net import pnet  # libp2p: only the command that needs the network's key pays for it
 
-
-def adopt_swarm(home: Home, psk: bytes, policy: Policy, path: Path) -> None:
-    """Keep a copy of a joined swarm's file in the home, so later commands know the swarm."""
-    if not home.swarm_file.exists():
-        write_swarm_file(home.swarm_file, psk, policy)
-    elif load_swarm_file(home.swarm_file) != (psk, policy):
-        raise NodeError(
-            f"this home belongs to the swarm in {home.swarm_file}, not the one in {path}; use another --home"
-        )
+    swarm_key, policy, _path = swarm_of(home, args.swarm_key)
+    output = Path(args.output)
+    write_secret_file(output, pnet.key_file(pnet.network_key(swarm_key)), "key file")
+    print(f"wrote {output} (mode 0600): swarm {policy.swarm_id}'s private-network key, libp2p's standard format")
+    print("any libp2p node with it can connect (go, js, rust); share it only with the members of this swarm")
+    return 0

@@ -1,7 +1,8 @@
 """Bootstrap peer files: one ``/ip4/HOST/tcp/PORT/p2p/PEER_ID`` a line, ``#`` comments, blank lines.
 
 A bad line is reported with its line number and skipped, so one typo never stops a node from
-joining through the other peers on the list.
+joining through the other peers on the list. A file with lines but not one valid address is an
+error: it is not a list of peers at all, and a node that went on would found a swarm of its own.
 """
 
 from pathlib import Path
@@ -38,9 +39,10 @@ def parse_peer_addr(text: str) -> tuple[str, str]:
 
 
 def parse_bootstrap_text(text: str, source: str = "bootstrap") -> tuple[list[str], list[str]]:
-    """The valid multiaddrs of a bootstrap file's text, in order, and one warning per bad line."""
+    """The valid multiaddrs of a bootstrap file's text, in order, and one warning per bad line;
+    NodeError naming the first bad line when no line is valid."""
     addrs: list[str] = []
-    warnings: list[str] = []
+    bad: list[tuple[int, str]] = []  # (line number, what is wrong with it)
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -48,11 +50,14 @@ def parse_bootstrap_text(text: str, source: str = "bootstrap") -> tuple[list[str
         try:
             parse_peer_addr(line)
         except ValueError as err:
-            warnings.append(f"{source}:{number}: skipped: {err}")
+            bad.append((number, str(err)))
             continue
         if line not in addrs:
             addrs.append(line)
-    return addrs, warnings
+    if bad and not addrs:
+        number, why = bad[0]
+        raise NodeError(f"{source}:{number}: not one valid peer address in the file; the first bad line: {why}")
+    return addrs, [f"{source}:{number}: skipped: {why}" for number, why in bad]
 
 
 def parse_bootstrap_file(path: Path) -> tuple[list[str], list[str]]:
@@ -64,3 +69,24 @@ def parse_bootstrap_file(path: Path) -> tuple[list[str], list[str]]:
     except (OSError, UnicodeDecodeError) as err:
         raise NodeError(f"cannot read bootstrap file {path}: {err}") from None
     return parse_bootstrap_text(text, str(path))
+
+
+def bootstrap_sources(explicit: str | None, configured: str, config_dir: Path) -> list[Path]:
+    """Where bootstrap peers come from: --bootstrap, the config's bootstrap_file, else
+    ./bootstrap_peers.txt and the one in the home's config directory, those that exist."""
+    if explicit:
+        return [Path(explicit)]
+    if configured:
+        return [Path(configured).expanduser()]
+    return [path for path in (Path("bootstrap_peers.txt"), config_dir / "bootstrap_peers.txt") if path.exists()]
+
+
+def bootstrap_addrs(explicit: str | None, configured: str, config_dir: Path) -> tuple[list[str], list[str]]:
+    """The peers to dial from every bootstrap source, in order, and one warning per bad line."""
+    addrs: list[str] = []
+    warnings: list[str] = []
+    for path in bootstrap_sources(explicit, configured, config_dir):
+        found, bad = parse_bootstrap_file(path)
+        addrs += [addr for addr in found if addr not in addrs]
+        warnings += bad
+    return addrs, warnings
