@@ -8,10 +8,14 @@
    features (value embeddings, sliding windows, QK norm, rotary, x0 mixing, softcap).
 
     python -m bench.trainer [--seconds 60] [--steps 40]
+
+With ``--threads 1,2`` it measures only training tokens/s per torch thread count instead (``--steps``
+steps, best of ``--rounds``, interleaved): the figures of the README's "A solo run".
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -110,14 +114,33 @@ def our_step_seconds(config: dict, steps: int, cache: Path) -> float:
     return stats.train_seconds / (stats.steps - UNTIMED_STEPS)
 
 
+def tokens_per_s_by_threads(config: dict, threads: list[int], steps: int, rounds: int, cache: Path) -> None:
+    """Best training tokens/s of each thread count over interleaved rounds: the least disturbed one."""
+    os.environ["OMP_NUM_THREADS"] = str(threads[0])  # the trainer then keeps the count set here
+    best: dict[int, float] = {}
+    for _ in range(rounds):
+        for count in threads:
+            torch.set_num_threads(count)
+            spec = build_spec(config, track_for("cpu", "shakespeare", "steps", steps), "cpu", cache / "data", cache)
+            stats = Stats()
+            run(check_spec(spec), stats, log=lambda line: None)
+            best[count] = max(best.get(count, 0.0), stats.tokens_per_s)
+            print(f"  {count} threads: {stats.tokens_per_s:8,.0f} tokens/s (load {os.getloadavg()[0]:.1f})", flush=True)
+    print("best: " + ", ".join(f"{count} threads {tokens:,.0f} tokens/s" for count, tokens in best.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", help="only tokens/s per torch thread count, e.g. 1,2")
     args = parser.parse_args()
     cache = Path(tempfile.gettempdir()) / "arnode-bench-cache"
     config = default_config_for("cpu")
+    if args.threads:
+        tokens_per_s_by_threads(config, [int(n) for n in args.threads.split(",")], args.steps, args.rounds, cache)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, default CPU config (small profile)")
 
     result = timed_run(args.seconds, cache)

@@ -1,13 +1,15 @@
 """The live dashboard: a read-only page that `arnode start` serves, by default on 127.0.0.1 only.
 
 One page (dashboard.html, no external scripts, so it works offline) polls two endpoints:
-``/api/state`` (the leaderboard per track, the best config's lineage, the hypotheses, workers,
-peers, recent records) and ``/progress.png`` (the progress picture of `arnode plot`). The state is read in the
-daemon's own thread, where the ledger lives; the picture, the one slow part, is replayed and drawn
-in a worker thread from immutable copies, once per new record count. Starlette on Hypercorn's
-trio worker; nothing here writes anything.
+``/api/state`` (the leaderboard per track, the best config's lineage, the hypotheses, the findings,
+workers, peers, recent records) and ``/progress.png`` (the progress picture of `arnode plot`). Nothing slow
+runs on the trio thread: the ledger's part of the state, and the picture's inputs, are read on the
+LedgerReader's thread; the picture is drawn in a worker thread of its own, once per new record
+count. Starlette on Hypercorn's trio worker; nothing here writes anything: the page's "since you
+last looked" is remembered by each browser, not by the node.
 """
 
+import dataclasses
 import io
 import logging
 import socket
@@ -24,8 +26,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from node import progress, report
+from node.ledger_reader import LedgerReader
 from node.store.ledger import Ledger
-from protocol.acceptance import TrackView
+from protocol.acceptance import Run, TrackView
+from protocol.config import Config
+from protocol.findings import DEAD_END_HEADER, FAILED, HEADER, Finding, describe, findings
 
 log = logging.getLogger("arnode.dashboard")
 SERVER_LOG = logging.getLogger("arnode.dashboard.server")
@@ -35,62 +40,84 @@ PAGE = Path(__file__).with_name("dashboard.html")
 LEADERBOARD_ROWS = 20
 RECENT_RECORDS = 30
 HYPOTHESIS_ROWS = 20  # per track: the open ones first, newest first
+FINDING_ROWS = 15  # of the changes, helping ones first, and of the dead ends
 
 
 class Dashboard:
-    """What the page shows, from the node's ledger and its control handlers (status, peers)."""
+    """What the page shows, from the node's ledger (through its reader) and its control handlers (status, peers).
 
-    def __init__(self, ledger: Ledger, handlers: dict[str, Callable[[], Any]]) -> None:
-        self.ledger, self.handlers = ledger, handlers
+    The methods that take a ``ledger`` run on the reader's thread, one at a time: they alone touch the caches.
+    """
+
+    def __init__(self, reader: LedgerReader, handlers: dict[str, Callable[[], Any]]) -> None:
+        self.reader, self.handlers = reader, handlers
         self._picture: tuple[int, bytes] = (-1, b"")
         self._tracks: tuple[int, list[dict[str, Any]]] = (-1, [])  # (ledger size, panels) like the picture
         self._hypotheses: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self._findings: tuple[int, dict[str, Any]] = (-1, {})
         self._drawing = trio.Lock()
+        self._replays: dict[str, progress.BestReplay] = {}  # per track, the past bests drawn: used under _drawing
 
-    def state(self) -> dict[str, Any]:
-        views = self.ledger.assess()
-        accepted = {key: progress.accepted_configs(view) for key, view in views.items()}
+    async def state(self) -> dict[str, Any]:
         return {
             "status": self.handlers["status"](),
             "peers": self.handlers["peers"](),
-            "tracks": self._track_panels(views),
-            "hypotheses": self._hypothesis_panels(),
+            **await self.reader.read(self._ledger_state),
+        }
+
+    def _ledger_state(self, ledger: Ledger) -> dict[str, Any]:
+        views = ledger.assess()
+        accepted = {key: progress.accepted_configs(view) for key, view in views.items()}
+        return {
+            "tracks": self._track_panels(ledger, views),
+            "hypotheses": self._hypothesis_panels(ledger),
+            "findings": self._findings_panel(ledger, views),
             "recent": [
                 {**report.record_row(record), "status": _status(record, accepted)}
-                for record in self.ledger.recent(RECENT_RECORDS)
+                for record in ledger.recent(RECENT_RECORDS)
             ],
         }
 
-    def _track_panels(self, views: dict[str, TrackView]) -> list[dict[str, Any]]:
+    def _track_panels(self, ledger: Ledger, views: dict[str, TrackView]) -> list[dict[str, Any]]:
         """Each track's panel, rebuilt only when the ledger has grown: the holdout scores decode records."""
-        if self._tracks[0] != len(self.ledger):
-            self._tracks = (len(self.ledger), [self._track(view) for view in views.values()])
+        if self._tracks[0] != len(ledger):
+            self._tracks = (len(ledger), [self._track(ledger, view) for view in views.values()])
         return self._tracks[1]
 
-    def _hypothesis_panels(self) -> list[dict[str, Any]]:
+    def _hypothesis_panels(self, ledger: Ledger) -> list[dict[str, Any]]:
         """Per track, its hypotheses by state and the newest, open first; rebuilt only when the ledger has grown."""
-        if self._hypotheses[0] != len(self.ledger):
+        if self._hypotheses[0] != len(ledger):
             panels: dict[str, dict[str, Any]] = {}
-            for row in report.hypothesis_rows(self.ledger):
-                panel = panels.setdefault(row["track"], {"track": row["track"], "open": 0, "answered": 0, "invalid": 0})
+            for row in report.hypothesis_rows(ledger):
+                panel = panels.setdefault(
+                    row["track"],
+                    {"track": row["track"], "score": report.HYPOTHESIS_HEADER, "open": 0, "answered": 0, "invalid": 0},
+                )
                 panel[row["status"]] += 1
                 panel.setdefault("rows", []).append(row)
             for panel in panels.values():  # a stable sort: newest first within open and within the rest
                 panel["rows"] = sorted(panel["rows"], key=lambda row: row["status"] != "open")[:HYPOTHESIS_ROWS]
-            self._hypotheses = (len(self.ledger), list(panels.values()))
+            self._hypotheses = (len(ledger), list(panels.values()))
         return self._hypotheses[1]
 
-    def _track(self, view: TrackView) -> dict[str, Any]:
-        runs = self.ledger.runs(view.track.key)
-        accepted = progress.accepted_configs(view)
-        kept = sum(progress.run_status(run.outcome, run.config, accepted) == "keep" for run in runs)
-        shown = (stats.config for stats in view.leaderboard[:LEADERBOARD_ROWS])
-        holdout = report.holdout_scores(self.ledger, view.track.key, shown)  # to people only, like `arnode results`
+    def _findings_panel(self, ledger: Ledger, views: dict[str, TrackView]) -> dict[str, Any]:
+        """What each change did, and what the page remembers between visits; rebuilt only when the ledger has grown."""
+        if self._findings[0] != len(ledger):
+            runs = {key: ledger.runs(key) for key in views}
+            found = findings(views, runs, ledger.resolve_config)
+            self._findings = (len(ledger), _findings_panel(found, views, runs, ledger.resolve_config))
+        return self._findings[1]
+
+    def _track(self, ledger: Ledger, view: TrackView) -> dict[str, Any]:
+        runs = ledger.runs(view.track.key)
+        shown = (stats.config for stats in report.ranked(view)[:LEADERBOARD_ROWS])
+        holdout = report.holdout_scores(ledger, view.track.key, shown)  # to people only, like `arnode results`
         return {
             "track": view.track.key,
-            "title": f"{len(runs)} experiments, {kept} kept",
+            "title": progress.headline(len(runs), view.best.config if view.best else None),
             "sigma": view.sigma,
-            "leaderboard": report.leaderboard_rows(view, self.ledger.resolve_config, LEADERBOARD_ROWS, holdout),
+            "score": report.score_header(ledger.policy),  # what the leaderboard's numbers are, in one line
+            "leaderboard": report.leaderboard_rows(view, ledger.resolve_config, LEADERBOARD_ROWS, holdout),
             "lineage": self._lineage(view),
         }
 
@@ -103,24 +130,25 @@ class Dashboard:
                 {
                     "config": node.config,
                     "change": "default" if node.is_default else ", ".join(f"{k} -> {v}" for k, v in node.diff.items()),
-                    "val_bpb": node.evidence_mean,
-                    "runs": node.runs,
-                    "authors": node.authors,
+                    **dataclasses.asdict(report.Score.of(node)),
                 }
             )
             node = None if node.is_default else stats.get(node.parent)
         return chain[::-1]
 
     async def picture(self) -> bytes:
-        """The progress PNG, redrawn only when the ledger has grown."""
+        """The progress PNG, redrawn only when the ledger has grown; drawn beside the reader, not on it.
+
+        A request cancelled mid-drawing (the node stopping, the browser gone) leaves the drawing to
+        finish unseen with the replays it holds; the next one starts from fresh replays.
+        """
         async with self._drawing:
-            count = len(self.ledger)
-            if self._picture[0] != count:
-                views = self.ledger.assess()
-                runs = {key: list(self.ledger.runs(key)) for key in views}
-                holdout = report.accepted_holdout(self.ledger, views)  # the ledger is read here, not in the thread
-                png = await trio.to_thread.run_sync(_draw, runs, views, self.ledger.policy, holdout)
-                self._picture = (count, png)
+            count, inputs = await self.reader.read(_picture_inputs, self._picture[0])
+            if inputs is not None:
+                replays = self._replays
+                self._replays = {}  # given back below if the drawing is not abandoned
+                png = await trio.to_thread.run_sync(_draw, *inputs, replays, abandon_on_cancel=True)
+                self._picture, self._replays = (count, png), replays
             return self._picture[1]
 
     def app(self) -> Starlette:
@@ -130,7 +158,7 @@ class Dashboard:
             return HTMLResponse(page)
 
         async def state(_: Request) -> Response:
-            return Response(report.dumps(self.state()), media_type="application/json")
+            return Response(report.dumps(await self.state()), media_type="application/json")
 
         async def picture(_: Request) -> Response:
             return Response(await self.picture(), media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -145,9 +173,55 @@ def _status(record, accepted: dict[str, frozenset[str]]) -> str | None:
     return progress.run_status(record.body["outcome"], record.body["config"], accepted.get(record.track.key, ()))
 
 
-def _draw(runs, views, policy, holdout) -> bytes:
+def _findings_panel(
+    found: list[Finding], views: dict[str, TrackView], runs: dict[str, list[Run]], resolve: Callable[[str], Config]
+) -> dict[str, Any]:
+    """The findings panel's rows, and the facts the page compares with its last visit: every accepted
+    config with its change, each judged change's verdict, failed runs per change and per track."""
+    rows = [f for f in found if not f.only_a_dead_end][:FINDING_ROWS]
+    dead_ends = [f for f in found if f.dead_end][:FINDING_ROWS]
+    accepted = [
+        {
+            "track": key,
+            "config": s.config,
+            "change": "default" if s.is_default else ", ".join(describe(resolve(s.parent), s.diff)),
+        }
+        for key, view in views.items()
+        for s in view.leaderboard
+        if s.accepted
+    ]
+    return {
+        "header": HEADER,
+        "dead_end_header": DEAD_END_HEADER,
+        "changes": len(found),
+        "rows": [_finding_row(f) for f in rows],
+        "dead_ends": [_finding_row(f) for f in dead_ends],
+        "accepted": accepted,
+        "verdicts": {f.change: f.verdict for f in found if f.verdict != "open"},  # open ones are no news
+        "failures": {f.change: sum(f.failures.values()) for f in found if f.failures},
+        "tracks": {
+            key: {"runs": len(of), "failed": sum(run.outcome in FAILED for run in of)} for key, of in runs.items()
+        },
+    }
+
+
+def _finding_row(finding: Finding) -> dict[str, Any]:
+    """A finding without its per-track detail, which the page does not show."""
+    return {name: value for name, value in dataclasses.asdict(finding).items() if name != "tracks"}
+
+
+def _picture_inputs(ledger: Ledger, drawn_at: int) -> tuple[int, tuple | None]:
+    """The ledger's size and, if it differs from ``drawn_at``, immutable copies of what the picture shows."""
+    if len(ledger) == drawn_at:
+        return drawn_at, None
+    views = ledger.assess()
+    runs = {key: list(ledger.runs(key)) for key in views}
+    return len(ledger), (runs, views, ledger.policy, report.accepted_holdout(ledger, views))
+
+
+def _draw(runs, views, policy, holdout, replays: dict[str, progress.BestReplay]) -> bytes:
     out = io.BytesIO()
-    progress.draw(progress.ledger_progress(runs, views, policy, holdout), out)
+    progress.draw(progress.ledger_progress(runs, views, policy, holdout, replays), out)
     return out.getvalue()
 
 

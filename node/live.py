@@ -4,7 +4,6 @@ import logging
 import logging.handlers
 import os
 import sys
-import time
 from pathlib import Path
 
 import trio
@@ -14,8 +13,9 @@ from rich.logging import RichHandler
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from node import report
 from node.daemon import Daemon
-from protocol.track import Track
+from node.research.run_progress import progress_words
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REFRESH_S = 1.0
@@ -64,32 +64,27 @@ async def run_with_view(daemon: Daemon) -> None:
 
 def _render(daemon: Daemon) -> Group:
     status = daemon.status()
-    best = status["best"]
     table = Table.grid(padding=(0, 2))
     table.add_row("node", status["peer_id"], "peers", str(status["peers"]))
     table.add_row("track", status["track"], "records", str(status["records"]))
-    table.add_row("best", f"{best['val_bpb']:.6f} ({best['config'][:10]}, {best['runs']} runs)" if best else "none yet")
+    table.add_row("best", report.best_in_words(status["best"]))
     parts: list = [table]
     for worker in status["workers"]:
-        parts.append(_worker_line(worker, daemon.track))
+        parts.append(_worker_line(worker))
     return Group(*parts)
 
 
-def _worker_line(worker: dict, track: Track) -> Table:
+def _worker_line(worker: dict) -> Table:
+    """A worker's state; a running experiment with a bar of its budget, time in and time left, its loss."""
     line = Table.grid(padding=(0, 1))
     current = worker["current"]
     if current is None:
         line.add_row(worker["name"], worker["idle_reason"] or "choosing the next experiment")
         return line
-    elapsed = time.time() - current["started"]
     label = f"{current['kind']} {current['config'][:10]} seed {current['seed']}"
-    phase = current.get("phase", "running")
-    if track.budget_kind == "seconds" and phase == "training":
-        # startup came before and evaluation comes after, so this is a floor on the time left
-        bar = ProgressBar(total=track.budget, completed=min(elapsed, track.budget), width=30)
-        line.add_row(
-            worker["name"], label, phase, bar, f"{elapsed:.0f} s in, {max(0, track.budget - elapsed):.0f} s left"
-        )
-    else:
-        line.add_row(worker["name"], label, phase, f"{elapsed:.0f} s in")
+    if "phase" not in current:  # the trainer has ended: the result is being signed and shared
+        line.add_row(worker["name"], label, "recording the result")
+        return line
+    bar = ProgressBar(total=1.0, completed=current["fraction"], width=30)
+    line.add_row(worker["name"], label, bar, progress_words(current))
     return line

@@ -1,9 +1,22 @@
 """What `arnode results`, `best`, `export` and `hypotheses` show: rows derived from the ledger's views.
 
+The words, the same on every screen (these commands, the dashboard, the LLM prompt):
+
+- ``val_bpb`` / ``test_bpb``: what one run measured on the validation / holdout split.
+- ``estimate``: the lineage model's posterior estimate of a config's true val_bpb. It is every
+  config table's score, shown and sorted by (lowest first), beside the ``runs`` and ``authors``
+  behind it: the ok runs of the config and of its descendants whose change probably did nothing.
+- ``mean_val_bpb`` / ``mean_test_bpb``: means over the config's own ok runs (val_bpb as clipped,
+  where the policy clips runs, like every number the acceptance rule reads).
+- ``accepted``: a config the acceptance rule took; ``best``: the accepted config with the lowest
+  estimate; ``candidate``: an unaccepted config estimated ahead of the best, being re-run.
+  (``keep``/``discard``/``crash`` are autoresearch's status words, kept only in its results.tsv.)
+
 The holdout score (test_bpb) is shown here, to people, and nowhere else: the acceptance rule, the
 work chooser and the proposers never see it, so it stays an honest check on the validation split.
 """
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -14,6 +27,7 @@ from node.progress import accepted_configs, run_status
 from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.config import PROFILES, ROOTS, Config, apply, config_hash, default_config, diff_between
 from protocol.errors import ProtocolError
+from protocol.policy import Policy
 from protocol.records import Record
 
 TSV_HEADER = ("commit", "val_bpb", "memory_gb", "status", "description", "test_bpb")
@@ -66,39 +80,86 @@ def _in_words(base: Mapping[str, Any], diff: Mapping[str, Any]) -> str:
 def holdout_scores(ledger, track_key: str, configs: Iterable[str]) -> dict[str, tuple[float, float]]:
     """Per config, (mean val_bpb, mean test_bpb) over the same ok runs: those that measured the holdout.
 
-    Configs whose runs all predate the holdout are absent. ``ledger`` is a node.ledger.Ledger.
+    Configs whose runs all predate the holdout are absent. ``ledger`` is a node.store.ledger.Ledger:
+    the scores come from its stored columns, no record is decoded again.
     """
-    wanted = set(configs)
-    ids = [run.id for run in ledger.runs(track_key) if run.config in wanted and run.outcome == "ok"]
-    pairs: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for record in ledger.records_by_id(ids):
-        if record.body["test_bpb"] is not None:
-            pairs[record.body["config"]].append((record.body["val_bpb"], record.body["test_bpb"]))
+    pairs = ledger.holdout_pairs(track_key, configs)
     return {
         config: (bpb(sum(v for v, _ in runs)) / len(runs), bpb(sum(t for _, t in runs)) / len(runs))
         for config, runs in pairs.items()
     }
 
 
+def score_header(policy: Policy) -> str:
+    """What a config table's score is, in one line; where the policy clips runs, by how much."""
+    header = (
+        "estimate: the lineage model's estimate of the config's true val_bpb, lowest first; runs, authors: "
+        "the ok runs behind it (the config's and its null descendants')"
+    )
+    if not policy.clip_floors:
+        return header
+    reach = bpb(policy.clip_floors * policy.sigma_floor_ubpb)
+    return header + f"; each run's val_bpb counts at most {reach:.6f} from its config's median"
+
+
+HYPOTHESIS_HEADER = (
+    "newest first; estimate: the answering config's, from its runs, as on the leaderboard; "
+    "vs_parent: that estimate minus its parent's, in bpb and in sigma"
+)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A config's score, as every screen shows it: its estimate and the runs and authors behind it.
+
+    Off a true lineage a config has no estimate; its own ok runs are then all that speaks for it.
+    """
+
+    estimate: float | None
+    runs: int
+    authors: int
+
+    @classmethod
+    def of(cls, stats: ConfigStats) -> "Score":
+        if stats.estimate is None:
+            return cls(None, stats.runs, stats.authors)
+        # its null cluster's authors: the evidence's, plus whoever ran the discovery
+        return cls(stats.estimate, stats.pooled_runs, len(stats.evidence_contributors | stats.contributors))
+
+
+def ranked(view: TrackView) -> list[ConfigStats]:
+    """The view's configs by estimate, lowest first; those without one last, by hash."""
+    return sorted(view.leaderboard, key=lambda s: (s.estimate is None, s.estimate or 0.0, s.config))
+
+
+def standing(view: TrackView, stats: ConfigStats) -> str:
+    """best, accepted, candidate, or nothing."""
+    if view.best is not None and stats.config == view.best.config:
+        return "best"
+    if stats.accepted:
+        return "accepted"
+    return "candidate" if stats in view.candidates else ""
+
+
 def leaderboard_rows(
     view: TrackView, resolve, limit: int | None, holdout: Mapping[str, tuple[float, float]]
 ) -> list[dict[str, Any]]:
+    """The track's configs by estimate, each with the runs and authors behind it, then its own runs' figures."""
     rows = []
-    for rank, stats in enumerate(view.leaderboard[:limit], start=1):
+    for rank, stats in enumerate(ranked(view)[:limit], start=1):
+        score = Score.of(stats)
         rows.append(
             {
                 "rank": rank,
                 "config_hash": stats.config,
-                "val_bpb": stats.evidence_mean,
-                "test_bpb": holdout[stats.config][1] if stats.config in holdout else None,
-                "mean_all_runs": stats.mean,
-                "runs": stats.runs,
-                "failures": stats.failures,
-                "authors": stats.authors,
-                "verified": stats.verified,
-                "accepted": stats.accepted,
-                "best": view.best is not None and stats.config == view.best.config,
-                "candidate": stats in view.candidates,
+                "estimate": score.estimate,
+                "runs": score.runs,
+                "authors": score.authors,
+                "own_runs": stats.runs,
+                "failed": stats.failures,
+                "mean_val_bpb": stats.mean,
+                "mean_test_bpb": holdout[stats.config][1] if stats.config in holdout else None,
+                "standing": standing(view, stats),
                 "diff": diff_in_words(stats.config, resolve),
                 "contributors": sorted(stats.contributors),
             }
@@ -106,8 +167,22 @@ def leaderboard_rows(
     return rows
 
 
+def best_brief(view: TrackView | None) -> dict[str, Any] | None:
+    """The best config in one line's worth: its hash and score (the node's status, the live view)."""
+    if view is None or view.best is None:
+        return None
+    return {"config": view.best.config, **dataclasses.asdict(Score.of(view.best))}
+
+
+def best_in_words(brief: Mapping[str, Any] | None) -> str:
+    """``best_brief``'s answer as people read it, e.g. in `arnode status` and the live view."""
+    if brief is None:
+        return "no accepted best yet"
+    return f"{brief['config'][:10]} estimate {brief['estimate']:.6f} ({brief['runs']} runs, {brief['authors']} authors)"
+
+
 def best_summary(view: TrackView, resolve, holdout: Mapping[str, tuple[float, float]]) -> dict[str, Any] | None:
-    """The best config and its evidence, with its val-vs-holdout gap beside the default's.
+    """The best config and its score, with its val-vs-holdout gap beside the default's.
 
     A gap that grows from the default's to the best's says the swarm is fitting the validation split.
     """
@@ -121,15 +196,14 @@ def best_summary(view: TrackView, resolve, holdout: Mapping[str, tuple[float, fl
         "track": view.track.key,
         "config_hash": best.config,
         "config": resolve(best.config),
-        "val_bpb": best.evidence_mean,
-        "runs": best.runs,
-        "evidence_runs": best.evidence_runs,
-        "authors": best.authors,
+        **dataclasses.asdict(Score.of(best)),
+        "own_runs": best.runs,
+        "mean_val_bpb": best.mean,
         "sigma": view.sigma,
         "sigma_df": view.sigma_df,
         "changes": diff_in_words(best.config, resolve),
-        "test_bpb": holdout[best.config][1] if best.config in holdout else None,
-        "holdout_gap": gap,  # test_bpb - val_bpb over the same runs
+        "mean_test_bpb": holdout[best.config][1] if best.config in holdout else None,
+        "holdout_gap": gap,  # mean test_bpb - mean val_bpb over the same runs
         "default_holdout_gap": default_gap,
         "gap_growth": gap - default_gap if gap is not None and default_gap is not None else None,
     }
@@ -247,38 +321,44 @@ class _TrackRuns:
         return cls(view, {s.config: s for s in view.leaderboard} if view else {}, outcomes)
 
     def answer(self, config: str, parent: str) -> dict[str, Any]:
-        """How the config that answered a hypothesis did: its runs, and its mean against its parent's."""
+        """How the config that answered a hypothesis did: its estimate against its parent's."""
         stats = self.stats.get(config)
         if stats is None:  # matched on (parent, diff), but no member's run of it counts in the view
-            return {"config_hash": config, "outcomes": {}, "val_bpb": None, "verdict": "no counted runs"}
+            return {"config_hash": config, "outcomes": {}, "estimate": None, "verdict": "no counted runs"}
+        score = Score.of(stats)
         base = self.stats.get(parent)
-        base_mean = base.mean if base else None
+        base_estimate = base.estimate if base else None
         # rounded to what a run can tell apart: float noise in the sixth decimal is not a result
-        delta = round(stats.mean - base_mean, 6) if stats.mean is not None and base_mean is not None else None
+        delta = (
+            round(score.estimate - base_estimate, 6)
+            if score.estimate is not None and base_estimate is not None
+            else None
+        )
         outcomes = self.outcomes[config]
         return {
             "config_hash": config,
-            "outcomes": dict(outcomes),  # e.g. {"ok": 3, "crash": 1}
-            "authors": stats.authors,
-            "val_bpb": stats.mean,  # over its ok runs
-            "parent_val_bpb": base_mean,
+            "outcomes": dict(outcomes),  # its own runs, e.g. {"ok": 3, "crash": 1}
+            "estimate": score.estimate,
+            "runs": score.runs,
+            "authors": score.authors,
+            "parent_estimate": base_estimate,
             "delta": delta,
             "delta_sigma": round(delta / self.view.sigma, 2) if delta is not None else None,
-            "accepted": stats.accepted,
+            "standing": standing(self.view, stats),
             "verdict": _verdict(self.view, stats, delta, outcomes),
         }
 
 
 def _verdict(view: TrackView, stats: ConfigStats, delta: float | None, outcomes: Counter) -> str:
-    """In words: kept (accepted), candidate, how it failed, not better, not significant, ahead but unverified."""
+    """In words: accepted, candidate, how it failed, not better, not significant, ahead but unverified."""
     if stats.accepted:
-        return "kept"
+        return "accepted"
     if stats in view.candidates:
         return "candidate: being re-run"
     if stats.runs == 0:
         return "every run failed: " + ", ".join(sorted(outcomes))
     if delta is None:
-        return "its parent has no ok run"
+        return "no estimate for it or its parent"
     if delta >= 0:
         return "not better"
     return "not significant" if stats.verified else "ahead, unverified"

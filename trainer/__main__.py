@@ -2,12 +2,14 @@
 
 Exit codes: 0 when RESULT.json was written (whatever the outcome), 2 for an invalid spec (one
 line on stderr), 1 otherwise. RESULT.json appears atomically, at the very end, or not at all; its
-schema is trainer.result.TrainResult.
+schema is trainer.result.TrainResult. SIGTERM during training ends the run as 'killed', and its
+RESULT.json still holds what was measured (steps, tokens, training time, the last loss).
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,6 +29,20 @@ def load_spec(path: str) -> Spec:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SpecError(f"spec {path} is not JSON: {err}") from None
     return check_spec(raw)
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived: not an Exception, so that no handler inside training mistakes it for a failure."""
+
+
+def stop_on_sigterm() -> None:
+    """From here on, SIGTERM ends training with Stopped (once: a second one must not interrupt the write)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Stopped(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def build_result(spec: Spec, stats: Any, outcome: str, error: str, started: float) -> TrainResult:
@@ -49,6 +65,7 @@ def build_result(spec: Spec, stats: Any, outcome: str, error: str, started: floa
         mfu_ppm=round(mfu * 1e6) if mfu is not None else None,
         peak_mem_mb=device.peak_memory_mb() if device else None,
         params=stats.params,
+        last_loss=stats.last_loss,
         startup_ms=round((loop_started - started) * 1000),
         compile_ms=round(stats.compile_seconds * 1000),
         eval_ms=round(stats.eval_seconds * 1000),
@@ -91,17 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train import Diverged, DoesNotFit, Stats, run
 
     stats, outcome, error = Stats(), "ok", ""
+    stop_on_sigterm()
     try:
         run(spec, stats, log=lambda line: print(line, flush=True))
+    except Stopped as err:
+        outcome, error = "killed", str(err)
     except Diverged as err:
         outcome, error = "diverged", one_line(str(err))
     except (DoesNotFit, torch.OutOfMemoryError) as err:
         outcome, error = "oom", one_line(err)
     except Exception as err:
         outcome, error = "crash", one_line(err)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # what was measured is written now, whatever comes
     result = build_result(spec, stats, outcome, error, started)
+    write_result(Path(args.out), result)  # first: a reader that has gone away cannot cost the result
     print(summary(result), flush=True)
-    write_result(Path(args.out), result)
     return 0
 
 

@@ -1,7 +1,9 @@
-"""RESULT.json and the autoresearch-style summary block, without importing torch."""
+"""What the trainer reports, without importing torch: RESULT.json, the autoresearch-style summary
+block, and the shape of the log lines the node reads a running experiment's progress from."""
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from protocol.metrics import ERROR_CHARS
@@ -9,6 +11,11 @@ from trainer.atomic import atomic_write
 from trainer.result import TrainResult
 
 PACKAGE = Path(__file__).parent
+
+# trainer.train.progress_line, every few seconds: "step 00042 ( 16.72%) | loss 5.1234 | ..."
+STEP_LINE = re.compile(r"^step (?P<step>\d+) \(\s*(?P<percent>[\d.]+)%\) \| loss (?P<loss>[\d.]+)")
+# trainer.train.evaluating_line, once, when the budget is spent
+EVALUATING_LINE = re.compile(r"^evaluating after \d+ steps")
 
 
 def code_hash() -> str:

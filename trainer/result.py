@@ -12,8 +12,9 @@ from typing import Any
 
 from protocol.metrics import METRICS, OUTCOMES, UBPB
 
-# How the trainer itself can end a run; the node adds 'timeout' and 'killed' from outside.
-TRAINER_OUTCOMES = ("ok", "crash", "diverged", "oom")
+# How the trainer itself can end a run: 'killed' when it was told to stop (SIGTERM) and still wrote
+# what it had measured. The node adds 'timeout' from outside, and 'killed' for a trainer that wrote nothing.
+TRAINER_OUTCOMES = ("ok", "crash", "diverged", "oom", "killed")
 assert set(TRAINER_OUTCOMES) <= set(OUTCOMES)
 
 
@@ -37,6 +38,7 @@ class TrainResult:
     peak_mem_mb: int | None
     params: int
     # for people and benchmarks: not signed
+    last_loss: float | None  # the training loss of the last step; None before the first one
     startup_ms: int  # process start to the first training step
     compile_ms: int  # what the untimed warm-up steps took beyond the steady step time
     eval_ms: int  # scoring the eval and holdout rows

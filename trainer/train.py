@@ -48,6 +48,7 @@ class Stats:
     loop_started: float | None = None  # perf_counter when the first step began
     eval_seconds: float = 0.0
     device_batch_size: int = 0  # rows per forward pass, after fitting the device's memory
+    last_loss: float | None = None  # the latest step's training loss, for a run that is stopped before its eval
     val_bpb: float | None = None
     test_bpb: float | None = None
 
@@ -148,7 +149,8 @@ def run(spec: Spec, stats: Stats, log: Callable[[str], None] = print) -> None:
     optimizers = build_optimizers(model, config, fused=device.kind == "cuda")
     step_model = torch.compile(model, dynamic=False) if device.compile else model
     accumulation = config["total_batch_tokens"] // (rows * seq_len)
-    log(f"device {device.kind} ({device.name}), bf16 {device.bf16}, compile {device.compile}")
+    threads = torch.get_num_threads()
+    log(f"device {device.kind} ({device.name}), {threads} threads, bf16 {device.bf16}, compile {device.compile}")
     log(f"params {stats.params:,}, {accumulation} x {rows} x {seq_len} tokens per step, track {spec.track.key}")
 
     documents = corpus.train_documents(spec.seed, config["doc_order"])
@@ -174,10 +176,12 @@ def run(spec: Spec, stats: Stats, log: Callable[[str], None] = print) -> None:
             stats.untimed_seconds += step_seconds
         if not math.isfinite(loss_value) or loss_value > loss_limit:
             raise Diverged(f"loss {loss_value:.4g} at step {stats.steps}")
+        stats.last_loss = loss_value
         if time.perf_counter() - last_log >= PROGRESS_EVERY_S or stats.steps == 1:
             last_log = time.perf_counter()
             log(progress_line(stats, budget, loss_value, multiplier, step_seconds))
 
+    log(evaluating_line(stats))
     eval_start = time.perf_counter()
     sizes = torch.tensor(token_bytes(corpus.encoding), device=device.torch)
     batch_rows = spec.eval_split.batch_rows
@@ -204,9 +208,15 @@ def train_step(
 
 
 def progress_line(stats: Stats, budget: Budget, loss: float, multiplier: float, step_seconds: float) -> str:
+    """The line the node reads a run's progress from (trainer.report.STEP_LINE): keep its opening as it is."""
     mfu = f"{100 * stats.mfu:.1f}%" if stats.mfu is not None else "n/a"
     return (
-        f"step {stats.steps:05d} ({100 * budget.progress(stats):5.1f}%) | loss {loss:.4f} | lrm {multiplier:.2f}"
+        f"step {stats.steps:05d} ({100 * budget.progress(stats):6.2f}%) | loss {loss:.4f} | lrm {multiplier:.2f}"
         f" | dt {1000 * step_seconds:.0f}ms | tok/s {stats.tokens_per_s:,.0f} | mfu {mfu}"
         f" | train {stats.train_seconds:.0f}s"
     )
+
+
+def evaluating_line(stats: Stats) -> str:
+    """Training is over (trainer.report.EVALUATING_LINE): the node shows the run as evaluating from here."""
+    return f"evaluating after {stats.steps} steps, {stats.tokens:,} tokens, {stats.train_seconds:.0f}s of training"

@@ -10,6 +10,7 @@
     llm_proposer.py      the OpenAI-compatible LLM proposer, falling back to the search
     llm_prompt.py        the words sent to the LLM
     runner.py            the trainer as a child process with a hard deadline
+    run_progress.py      a running experiment's progress, time left and loss curve, from the trainer's lines
 
 Imports protocol, node.store, the leaves and trainer's light modules (spec, report); never libp2p:
 the swarm is reached through loop.Network.

@@ -8,6 +8,7 @@ as untrusted data. The operator's program.md is trusted: it is this node's owner
 import json
 from collections.abc import Mapping
 
+from node.report import Score
 from node.research.agent import AgentContext, OpenHypothesis, PastResult
 from node.research.space import SearchSpace
 from protocol.acceptance import ConfigStats
@@ -41,7 +42,9 @@ SYSTEM_PROMPT = "\n".join(
         "You propose the next experiment in an automated search over language-model pre-training configs.",
         "Each experiment trains a small GPT for a fixed time budget and measures validation bits per byte",
         "(val_bpb; lower is better). An experiment changes the best known config by a diff: a few knobs set",
-        "to new values.",
+        "to new values. A config's estimate is the swarm's estimate of its true val_bpb, from the runs of the",
+        "config and of the configs that changed it without effect; the best is the accepted config with the",
+        "lowest estimate.",
         "",
         "Answer with exactly one JSON object and nothing else, no tool calls:",
         '{"diff": {"<knob>": <value>, ...}, "hypothesis": "<what you change and why it should lower val_bpb>"}',
@@ -87,11 +90,11 @@ def retry_prompt(error: str) -> str:
 
 
 def _best_section(ctx: AgentContext) -> str:
-    stats = ctx.best_stats
-    if stats is None or stats.evidence_mean is None:
-        summary = "no verified measurement yet"
+    score = Score.of(ctx.best_stats) if ctx.best_stats else None
+    if score is None or score.estimate is None:
+        summary = "no accepted config yet"
     else:
-        summary = f"val_bpb {stats.evidence_mean:.6f} over {stats.evidence_runs} runs"
+        summary = f"estimate {score.estimate:.6f} from {score.runs} runs"
     if ctx.sigma is not None:
         summary += f"; run-to-run noise about {ctx.sigma:.6f}"
     config = {knob.name: ctx.best_config[knob.name] for knob in KNOBS if knob.hashed}
@@ -108,12 +111,13 @@ def _space_section(space: SearchSpace) -> str:
 def _leaderboard_section(rows: tuple[ConfigStats, ...]) -> str:
     if not rows:
         return ""
-    lines = ["## Leaderboard (best first; each diff is against that config's own parent)"]
+    lines = ["## Leaderboard (lowest estimate first; each diff is against that config's own parent)"]
     for stats in rows:
-        mean = "no ok run" if stats.evidence_mean is None else f"val_bpb {stats.evidence_mean:.6f}"
-        status = "verified" if stats.verified else "unverified"
+        score = Score.of(stats)
+        estimate = "no estimate" if score.estimate is None else f"estimate {score.estimate:.6f} from {score.runs} runs"
+        status = "accepted" if stats.accepted else "not accepted"
         lines.append(
-            f"- {stats.config[:12]}: {mean}, {stats.runs} ok and {stats.failures} failed runs, {status};"
+            f"- {stats.config[:12]}: {estimate}; its own runs: {stats.runs} ok, {stats.failures} failed; {status};"
             f" diff {_json(stats.diff)}"
         )
     return "\n".join(lines)
@@ -122,12 +126,12 @@ def _leaderboard_section(rows: tuple[ConfigStats, ...]) -> str:
 def _recent_section(rows: tuple[PastResult, ...], best: ConfigStats | None) -> str:
     if not rows:
         return ""
-    best_mean = best.evidence_mean if best else None
+    best_estimate = best.estimate if best else None
     lines = ["## Results already run from the best config, newest first (failures say what not to repeat)"]
     for result in rows:
         score = f", val_bpb {result.val_bpb:.6f}" if result.val_bpb is not None else ""
-        if result.val_bpb is not None and best_mean is not None:
-            score += f" ({result.val_bpb - best_mean:+.6f} against the best)"
+        if result.val_bpb is not None and best_estimate is not None:
+            score += f" ({result.val_bpb - best_estimate:+.6f} against the best's estimate)"
         lines.append(f"- diff {_json(result.diff)}: {result.outcome}{score}; proposer {_quote(result.proposer)}")
         if result.hypothesis:
             lines.append(f"  hypothesis ({UNTRUSTED}): {_quote(result.hypothesis)}")

@@ -44,7 +44,8 @@ def test_seed_noise_alone_never_moves_the_best_line(tmp_path):
     assert [(step.experiment, step.config) for step in track.best] == [(4, track.best[0].config)]
     axis, _, lines = drawn(track)
     assert len(set(lines["accepted best"].get_ydata())) == 1
-    assert track.title == "10 experiments, 10 kept" and axis.get_title().startswith(track.title)
+    assert track.title == f"10 experiments, best {track.best[0].config[:10]}"
+    assert axis.get_title().startswith(track.title)
 
 
 def test_a_real_gain_steps_the_line_down_once_it_is_verified(tmp_path):
@@ -52,7 +53,7 @@ def test_a_real_gain_steps_the_line_down_once_it_is_verified(tmp_path):
     child = [result(person(0), T0 + 10 + i, {"depth": 10}, bpb=v - 0.05, seed=i) for i, v in enumerate(noise(6, 2))]
     track = picture(tmp_path, parent + child)
     first, second = track.best
-    assert first.experiment == 4 and second.mean == pytest.approx(1.95, abs=0.005)
+    assert first.experiment == 4 and second.estimate == pytest.approx(1.95, abs=0.005)
     assert second.experiment == 6  # 25 sigma: accepted at its first replication, never on its discovery run
     assert second.band == pytest.approx(2 * POLICY.sigma_floor_ubpb / 1e6 / 5**0.5, rel=0.5)
     assert track.kept == 10
@@ -92,7 +93,7 @@ def test_the_holdout_of_the_accepted_best_is_drawn_beside_it(tmp_path):
     runs = [result(person(0), T0 + i, bpb=v, seed=i, test_bpb=v + 0.1) for i, v in enumerate(noise(4))]
     track = picture(tmp_path, runs)
     (step,) = track.best
-    assert step.holdout == pytest.approx(step.mean + 0.1, abs=1e-6)
+    assert step.holdout == pytest.approx(step.estimate + 0.1, abs=1e-6)
     _, _, lines = drawn(track)
     assert set(lines["its holdout (test_bpb)"].get_ydata()) == {step.holdout}
 
@@ -102,3 +103,26 @@ def test_runs_from_before_the_holdout_draw_no_holdout_line(tmp_path):
     assert track.best[0].holdout is None
     _, _, lines = drawn(track)
     assert "its holdout (test_bpb)" not in lines
+
+
+def test_a_long_track_redrawn_with_its_kept_replay_equals_a_picture_replayed_from_scratch(tmp_path, monkeypatch):
+    # a grid from 8 runs on (every 2nd or 4th run) keeps the track short; the replay is kept between drawings
+    monkeypatch.setattr(progress, "REPLAY_EVERY_RUN_UP_TO", 8)
+    monkeypatch.setattr(progress, "REPLAY_POINTS", 6)
+    parent = [result(person(0), T0 + i, bpb=v, seed=i) for i, v in enumerate(noise(6))]
+    child = [result(person(0), T0 + 10 + i, {"depth": 10}, bpb=v - 0.05, seed=i) for i, v in enumerate(noise(14, 2))]
+    records = parent + child
+    replays: dict[str, progress.BestReplay] = {}
+    ledger = Ledger.open(tmp_path / "ledger.sqlite", POLICY)
+    try:
+        for count in (12, 16, 20):
+            for record in records[len(ledger) : count]:
+                ledger.add(record.raw, now_ms=T0 + 10**9)
+            views, runs = ledger.assess(), {TRACK.key: ledger.runs(TRACK.key)}
+            (kept,) = progress.ledger_progress(runs, views, POLICY, replays=replays)
+            (fresh,) = progress.ledger_progress(runs, views, POLICY)
+            assert kept == fresh
+    finally:
+        ledger.close()
+    assert [step.config for step in fresh.best] == [parent[0].body["config"], child[0].body["config"]]
+    assert fresh.best[1].experiment in progress._replay_points(20)

@@ -14,7 +14,7 @@ def distinct_result(**changes: object) -> TrainResult:
     """An ok result whose every number differs from every other, so a crossed wire shows."""
     numbers = {field.name: 1000 + i for i, field in enumerate(dataclasses.fields(TrainResult))}
     texts = {"outcome": "ok", "error": "", "device": "cpu", "hardware": "cpu-test-x2", "torch": "2.x", "code": "c" * 64}
-    return TrainResult(**{**numbers, "val_bpb": 1.25, "test_bpb": 1.5, **texts, **changes})
+    return TrainResult(**{**numbers, "val_bpb": 1.25, "test_bpb": 1.5, "last_loss": 3.5, **texts, **changes})
 
 
 def test_every_metric_a_record_carries_is_a_result_field_read_by_name():
@@ -53,7 +53,8 @@ def test_a_mistyped_or_inconsistent_field_is_refused(field, value, reason):
 
 
 def test_the_trainer_ends_runs_only_in_outcomes_records_know():
-    assert set(TRAINER_OUTCOMES) < set(OUTCOMES) and "oom" in TRAINER_OUTCOMES
+    assert set(TRAINER_OUTCOMES) < set(OUTCOMES) and {"oom", "killed"} <= set(TRAINER_OUTCOMES)
+    assert "timeout" not in TRAINER_OUTCOMES  # only the node, from outside, knows its deadline passed
 
 
 def test_the_trainer_imports_nothing_a_bare_gpu_box_lacks():

@@ -71,17 +71,9 @@ def test_an_invalid_spec_exits_2_with_one_line_and_no_result(write_spec, tmp_pat
     assert not (tmp_path / "result.json").exists()
 
 
-def test_a_trainer_killed_from_outside_leaves_no_result(write_spec, tmp_path):
-    out = tmp_path / "result.json"
-    command = [
-        sys.executable,
-        "-m",
-        "trainer",
-        "--spec",
-        str(write_spec(tiny_config(), "seconds", 600)),
-        "--out",
-        str(out),
-    ]
+def signal_once_training(spec: Path, out: Path, sig: signal.Signals) -> tuple[int, str]:
+    """Start the trainer, send ``sig`` once it prints its first step line; its exit code and its output."""
+    command = [sys.executable, "-m", "trainer", "--spec", str(spec), "--out", str(out)]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         first = child.stdout.readline()
@@ -89,10 +81,25 @@ def test_a_trainer_killed_from_outside_leaves_no_result(write_spec, tmp_path):
             first = child.stdout.readline()
         assert first.startswith("step "), "the trainer never started training"
     finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        child.stdout.close()
+        child.send_signal(sig)
+        rest, _ = child.communicate(timeout=60)
+    return child.returncode, first + rest
+
+
+def test_a_trainer_killed_from_outside_leaves_no_result(write_spec, tmp_path):
+    out = tmp_path / "result.json"
+    signal_once_training(write_spec(tiny_config(), "seconds", 600), out, signal.SIGKILL)
     assert not out.exists() and not list(tmp_path.glob(".result.json*"))
+
+
+def test_a_trainer_told_to_stop_writes_what_it_measured_as_killed(write_spec, tmp_path):
+    out = tmp_path / "result.json"
+    code, output = signal_once_training(write_spec(tiny_config(), "tokens", 10_000_000), out, signal.SIGTERM)
+    result = TrainResult.from_json(json.loads(out.read_text()))
+    assert code == 0 and result.outcome == "killed" and result.error == "stopped by SIGTERM"
+    assert result.steps >= 1 and result.tokens == 2048 * result.steps and result.val_bpb is None
+    assert result.last_loss is not None and 0 < result.last_loss < 10 and result.hardware == hardware_of("cpu")
+    assert output.rstrip().endswith("outcome:          killed\nerror:            stopped by SIGTERM")
 
 
 def test_the_same_weights_always_score_the_same(write_spec):
