@@ -142,6 +142,7 @@ class _Session:
         self.unpacker = msgpack.Unpacker(
             max_buffer_size=MAX_MESSAGE_BYTES, raw=False, strict_map_key=True, max_ext_len=0, use_list=True
         )
+        self.message_end = 0  # stream offset where the last whole message ended
         self.to_send: dict[bytes, None] = {}  # record IDs the peer lacks, in order, without repeats
         self.wanted: set[bytes] = set()  # IDs we asked for
         self.refused: set[bytes] = set()  # IDs the peer sent that the ledger refused
@@ -382,8 +383,11 @@ class _Session:
                     raise PeerError("a message is an array that starts with its name")
                 if message[0] == "error" and len(message) == 2:
                     raise PeerLeft(f"peer gave up: {str(message[1])[:200]!r}")
+                self.message_end = self.unpacker.tell()
                 return message
             data = await self.stream.receive_some(RECEIVE_BYTES)
+            if not data and self.report.bytes_received > self.message_end:
+                raise PeerError("the stream ended inside a message")  # a cut message is garbage, not a goodbye
             if not data:
                 raise PeerLeft("peer closed the stream mid-session")
             self.report.bytes_received += len(data)

@@ -71,6 +71,7 @@ async def respond_to(ledger: Ledger, script: bytes, deadline_s: float = 5.0) -> 
             "over 1048576 bytes",
         ),
         (hello() + pack(["error", "bored"]), "peer gave up: 'bored'"),
+        (hello() + pack(["ranges", [], [], True])[:-3], "ended inside a message"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -183,3 +184,9 @@ def test_fuzzed_message_sequences_never_crash_the_responder(messages, tail):
         assert isinstance(report, SyncReport) and report.reason
         assert ids(ledger) <= {r.id for r in HELD[:20]} | {NEWCOMER.id}
         ledger.close()
+
+
+def test_a_message_cut_by_the_end_of_the_stream_is_a_fault_and_a_plain_goodbye_is_not(ledger):
+    cut = trio.run(respond_to, ledger, hello() + pack(["ranges", [], [], True])[:-3])
+    goodbye = trio.run(respond_to, ledger, hello())
+    assert cut.peer_fault and not goodbye.peer_fault  # the caller resets the first stream and closes the second
