@@ -35,6 +35,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -68,13 +69,27 @@ METRICS = dict.fromkeys(
 )
 
 
-def synthetic_records(count: int, seed: int = 0) -> list[bytes]:
-    """``count`` signed records of a plausible history, the same for the same arguments (cached on disk)."""
-    cache = Path(tempfile.gettempdir()) / f"arnode-bench-records-{count}-{seed}.msgpack"
+History = Callable[[int, random.Random, list[Identity]], list[bytes]]  # (count, rng, authors) -> signed records
+
+
+def _signed_once(name: str, count: int, seed: int, history: History) -> list[bytes]:
+    """``history`` signed once and cached in the temp directory: the same records for the same arguments."""
+    cache = Path(tempfile.gettempdir()) / f"arnode-bench-{name}-{count}-{seed}.msgpack"
     if cache.exists():
         return msgpack.unpackb(cache.read_bytes())
     rng = random.Random(seed)
     authors = [Identity.from_seed(rng.randbytes(32)) for _ in range(20)]
+    raws = history(count, rng, authors)
+    cache.write_bytes(msgpack.packb(raws))
+    return raws
+
+
+def synthetic_records(count: int, seed: int = 0) -> list[bytes]:
+    """``count`` signed records of a plausible history, the same for the same arguments (cached on disk)."""
+    return _signed_once("records", count, seed, _plausible_history)
+
+
+def _plausible_history(count: int, rng: random.Random, authors: list[Identity]) -> list[bytes]:
     root = default_config("gpu")
     configs = [(root, root, 1.0)]  # (full config, its parent, true mean bpb)
     raws = []
@@ -87,7 +102,6 @@ def synthetic_records(count: int, seed: int = 0) -> list[bytes]:
                 configs.append((child, base, mean + rng.gauss(0, 0.01)))
         config, parent, mean = rng.choice(configs[-20:])
         raws.append(_result(rng, authors, config, parent, mean, T0 + n * 10).raw)
-    cache.write_bytes(msgpack.packb(raws))
     return raws
 
 
@@ -127,11 +141,10 @@ def deep_records(count: int, seed: int = 0) -> list[bytes]:
     run beats the frontier's mean by FRONTIER_LEAD sigma becomes the frontier, so lineages grow deep
     as in a real swarm.
     """
-    cache = Path(tempfile.gettempdir()) / f"arnode-bench-deep-{count}-{seed}.msgpack"
-    if cache.exists():
-        return msgpack.unpackb(cache.read_bytes())
-    rng = random.Random(seed)
-    authors = [Identity.from_seed(rng.randbytes(32)) for _ in range(20)]
+    return _signed_once("deep", count, seed, _frontier_history)
+
+
+def _frontier_history(count: int, rng: random.Random, authors: list[Identity]) -> list[bytes]:
     root = default_config("gpu")
     full, true_bpb = {config_hash(root): root}, {config_hash(root): 1.0}
     frontier, parents, measured = config_hash(root), {config_hash(root): root}, {config_hash(root): []}
@@ -150,7 +163,6 @@ def deep_records(count: int, seed: int = 0) -> list[bytes]:
             known = measured[frontier]
             if config != frontier and value < sum(known) / len(known) - FRONTIER_LEAD * DEEP_SIGMA:
                 frontier = config
-    cache.write_bytes(msgpack.packb(raws))
     return raws
 
 
