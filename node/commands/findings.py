@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 
 from node import report
-from node.commands.reading import _print_table, _views, open_ledger
+from node.commands.reading import open_ledger, print_table, track_views
 from node.home import Home
 from protocol.findings import DEAD_END_HEADER, HEADER, Finding, Lead
 from protocol.findings import findings as derive
@@ -33,7 +33,7 @@ DEAD_END_COLUMNS = ("change", "hurt_on", "failed_on", "tried", "failed_runs", "l
 def _findings_of(args: argparse.Namespace, home: Home) -> list[Finding]:
     """The findings of this home's ledger (on ``args.track`` only, if given)."""
     with open_ledger(args, home) as ledger:
-        views = _views(ledger, args.track)
+        views = track_views(ledger, args.track)
         if not views:
             return []
         runs = {key: ledger.runs(key) for key in views}
@@ -51,11 +51,11 @@ def findings(args: argparse.Namespace, home: Home) -> int:
     shown = [f for f in found if not f.only_a_dead_end]
     if shown:
         print(HEADER)
-        _print_table([_row(f) for f in shown], COLUMNS, lambda row: row["verdict"] == "helps")
+        print_table([_row(f) for f in shown], COLUMNS, lambda row: row["verdict"] == "helps")
     dead = [f for f in found if f.dead_end]
     if dead:
         print(DEAD_END_HEADER)
-        _print_table([_row(f) for f in dead], DEAD_END_COLUMNS, lambda _: False)
+        print_table([_row(f) for f in dead], DEAD_END_COLUMNS, lambda _: False)
     return 0
 
 

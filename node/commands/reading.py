@@ -56,7 +56,8 @@ def open_ledger(args: argparse.Namespace, home: Home) -> Iterator[Ledger | None]
         ledger.close()
 
 
-def _views(ledger: Ledger | None, track: str | None) -> dict[str, TrackView]:
+def track_views(ledger: Ledger | None, track: str | None) -> dict[str, TrackView]:
+    """Every track's view, or only ``track``'s: a NodeError naming the known tracks if it has none."""
     views = ledger.assess() if ledger else {}
     if track is not None:
         if track not in views:
@@ -77,7 +78,7 @@ def results(args: argparse.Namespace, home: Home) -> int:
             return _print_rows(args, rows, RECORD_COLUMNS)
         boards = []
         policy = ledger.policy if ledger else None
-        for key, view in _views(ledger, args.track).items():
+        for key, view in track_views(ledger, args.track).items():
             holdout = report.holdout_scores(ledger, key, (s.config for s in report.ranked(view)[: args.limit]))
             boards.append((view, report.leaderboard_rows(view, ledger.resolve_config, args.limit, holdout)))
     if args.json or args.tsv or not boards:
@@ -86,7 +87,7 @@ def results(args: argparse.Namespace, home: Home) -> int:
     print(report.score_header(policy))
     for view, board in boards:
         print(f"track {view.track.key}: {_track_line(view, len(board))}")
-        _print_table(board, BOARD_COLUMNS, lambda row: row["standing"] == "best", BOARD_PROSE)
+        print_table(board, BOARD_COLUMNS, lambda row: row["standing"] == "best", BOARD_PROSE)
     return 0
 
 
@@ -101,7 +102,7 @@ def _track_line(view: TrackView, shown: int) -> str:
 def best(args: argparse.Namespace, home: Home) -> int:
     with open_ledger(args, home) as ledger:
         summaries = []
-        for key, view in _views(ledger, args.track).items():
+        for key, view in track_views(ledger, args.track).items():
             configs = [s.config for s in view.leaderboard if s.is_default or s is view.best]
             holdout = report.holdout_scores(ledger, key, configs)
             if summary := report.best_summary(view, ledger.resolve_config, holdout):
@@ -139,7 +140,7 @@ def hypotheses(args: argparse.Namespace, home: Home) -> int:
     with open_ledger(args, home) as ledger:
         every = report.hypothesis_rows(ledger, args.track) if ledger else []
         if args.track is not None and not every:
-            _views(ledger, args.track)  # an unknown track is an error, as in `arnode results`
+            track_views(ledger, args.track)  # an unknown track is an error, as in `arnode results`
     by_track: dict[str, list[dict]] = {}
     for row in every:
         by_track.setdefault(row["track"], []).append(row)
@@ -157,7 +158,7 @@ def hypotheses(args: argparse.Namespace, home: Home) -> int:
         print(f"track {key}: {counts}" + (f" (showing {which})" if len(rows) < len(by_track[key]) else ""))
         if rows:
             cells = [_hypothesis_cells(row) for row in rows]
-            _print_table(cells, HYPOTHESIS_COLUMNS, lambda r: r["verdict"] == "accepted", HYPOTHESIS_PROSE)
+            print_table(cells, HYPOTHESIS_COLUMNS, lambda r: r["verdict"] == "accepted", HYPOTHESIS_PROSE)
     return 0
 
 
@@ -208,11 +209,11 @@ def _print_rows(args: argparse.Namespace, rows: list[dict], columns: tuple[str, 
     elif not rows:
         print("no results yet")
     else:
-        _print_table(rows, columns)
+        print_table(rows, columns)
     return 0
 
 
-def _print_table(
+def print_table(
     rows: list[dict],
     columns: tuple[str, ...],
     green: Callable[[dict], bool] = lambda row: False,
