@@ -44,7 +44,7 @@ from node.research.loop import LEADERBOARD_HEAD, OBSERVATIONS
 from node.research.model_proposer import ModelProposer
 from node.research.sampler_proposer import SamplerProposer
 from node.research.space import SearchSpace
-from node.research.work import WorkWeights, choose_work
+from node.research.work import WorkWeights, choose_work, teaches, tried_configs
 from protocol.acceptance import UBPB, ConfigStats, Derivations, Run, TrackView, assess
 from protocol.config import Config, config_hash, default_config
 from protocol.policy import NEW_SWARM_NOISE, Policy
@@ -134,7 +134,7 @@ class SimulatedSwarm:
             config, parent, diff, replicates = ROOT, ROOT, {}, None
         elif work.kind == "explore":
             others = tuple(self.full[c] for c in sorted(claimed))
-            proposal = self.proposer.propose(self._context(work.target, claimed, others), self.rng)
+            proposal = self.proposer.propose(self._context(node, work.target, claimed, others), self.rng)
             config, parent, diff, replicates = proposal.config_hash, work.target.config, proposal.diff, None
             self.full[config] = proposal.config
         else:
@@ -153,11 +153,14 @@ class SimulatedSwarm:
         self.records.append(record)
         self.view = assess(self.records, self.policy, self.derivations).get(TRACK.key)
 
-    def _context(self, parent: ConfigStats, claimed: set[str], running: tuple[Config, ...]) -> AgentContext:
+    def _context(self, node: int, parent: ConfigStats, claimed: set[str], running: tuple[Config, ...]) -> AgentContext:
         """What a node's proposer reads, as node/research/loop.py builds it from the ledger."""
         view = self.view
-        tried = {run.config for run in self.records} | claimed
-        observations = tuple(Observation(self.full[s.config], s.mean) for s in view.leaderboard[:OBSERVATIONS])
+        done = tried_configs(self.records, self.names[node], self.policy)
+        tried = done | claimed
+        observations = tuple(
+            Observation(self.full[s.config], s.mean) for s in view.leaderboard[:OBSERVATIONS] if teaches(s, done)
+        )
         return AgentContext(
             track_key=TRACK.key, best_config=self.full[parent.config], best_hash=parent.config, best_stats=parent,
             parent_config=None if parent.is_default else self.full[parent.parent], sigma=view.sigma,

@@ -32,7 +32,7 @@ from node.research.agent import (
 )
 from node.research.runner import TrainerOutcome, TrainerRun
 from node.research.space import EVERY_KNOB, SearchSpace
-from node.research.work import WorkWeights, choose_work, tried_configs
+from node.research.work import WorkWeights, choose_work, teaches, tried_configs
 from node.store.ledger import Ledger
 from protocol.acceptance import ConfigStats, TrackView, bpb
 from protocol.announce import Claim
@@ -337,7 +337,7 @@ class ResearchLoop:
         where ``tried`` says the failures count: one member's crash reports alone teach nothing)."""
         found = []
         for stats in view.leaderboard[:OBSERVATIONS]:
-            if stats.mean is None and stats.config not in tried:
+            if not teaches(stats, tried):
                 continue
             try:
                 found.append(Observation(ledger.resolve_config(stats.config), stats.mean))

@@ -204,3 +204,9 @@ def tried_configs(runs: list[Run], me: str, policy: Policy) -> set[str]:
     trusted = max(policy.min_authors, 2)  # a solo swarm's one author is this node, and counts below
     closed.update(config for config, authors in failed_by.items() if me in authors or len(authors) >= trusted)
     return closed
+
+
+def teaches(stats: ConfigStats, tried: set[str]) -> bool:
+    """Whether a config's result is something to learn from: an ok mean, or failures that closed it
+    (``tried_configs``); one member's crash reports alone teach nothing."""
+    return stats.mean is not None or stats.config in tried
